@@ -1,0 +1,93 @@
+"""Redaction rules and the audit log (one row per request, rejected ones included)."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class RedactionRule(models.Model):
+    class Detector(models.TextChoices):
+        EMAIL = "email", "E-mail address"
+        PHONE = "phone", "Phone number"
+        CREDIT_CARD = "credit_card", "Credit card number (Luhn-checked)"
+        IBAN = "iban", "IBAN (checksum-verified)"
+        IPV4 = "ipv4", "IPv4 address"
+        API_KEY = "api_key", "Provider-style API key"
+        REGEX = "regex", "Custom regular expression"
+
+    class Scope(models.TextChoices):
+        AUDIT = "audit", "Audit copy only"
+        AUDIT_AND_UPSTREAM = "audit_and_upstream", "Audit copy and the prompt sent upstream"
+
+    name = models.CharField(max_length=100, unique=True)
+    detector = models.CharField(max_length=16, choices=Detector.choices)
+    pattern = models.CharField(max_length=1000, blank=True, help_text="For the regex detector.")
+    replacement = models.CharField(max_length=100, default="[REDACTED]")
+    scope = models.CharField(max_length=24, choices=Scope.choices, default=Scope.AUDIT)
+    enabled = models.BooleanField(default=True)
+    position = models.PositiveIntegerField(default=0, help_text="Rules apply in this order.")
+
+    class Meta:
+        ordering = ["position", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        from audit.redaction import compile_pattern
+
+        if self.detector == self.Detector.REGEX:
+            if not self.pattern:
+                raise ValidationError({"pattern": "A regex rule needs a pattern."})
+            try:
+                compile_pattern(self.pattern)
+            except ValueError as exc:
+                raise ValidationError({"pattern": str(exc)}) from exc
+
+
+class AuditEvent(models.Model):
+    class Outcome(models.TextChoices):
+        SUCCESS = "success", "Success"
+        REJECTED = "rejected", "Rejected by the gateway"
+        UPSTREAM_ERROR = "upstream_error", "Upstream failed"
+        CANCELLED = "cancelled", "Client disconnected"
+        ERROR = "error", "Gateway error"
+
+    request_id = models.CharField(max_length=64, db_index=True)
+    created_at = models.DateTimeField(db_index=True)
+    tenant = models.ForeignKey(
+        "tenants.Tenant", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    tenant_slug = models.CharField(max_length=100, blank=True)
+    key_prefix = models.CharField(max_length=32, blank=True)
+    route = models.CharField(max_length=200, blank=True)
+    requested_model = models.CharField(max_length=200, blank=True)
+    provider = models.CharField(max_length=100, blank=True)
+    model = models.CharField(max_length=200, blank=True)
+    fallback_used = models.BooleanField(default=False)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    stream = models.BooleanField(default=False)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    status_code = models.PositiveSmallIntegerField()
+    error_type = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+    latency_ms = models.PositiveIntegerField(default=0)
+    ttft_ms = models.PositiveIntegerField(null=True, blank=True)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    total_tokens = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=18, decimal_places=10, default=0)
+    prompt = models.JSONField(default=list, blank=True, help_text="Messages, after redaction.")
+    response = models.TextField(blank=True, help_text="After redaction.")
+    attempt_log = models.JSONField(default=list, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    config_version = models.CharField(max_length=32, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["tenant", "created_at"], name="audit_tenant_time")]
+
+    def __str__(self) -> str:
+        return f"{self.request_id} {self.outcome} {self.status_code}"

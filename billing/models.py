@@ -1,0 +1,98 @@
+"""Spending and traffic limits. Stored and edited here; enforced on the proxy path."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import models
+
+
+class Scope(models.TextChoices):
+    GLOBAL = "global", "Global"
+    TENANT = "tenant", "Tenant"
+    KEY = "key", "API key"
+    ROUTE = "route", "Route"
+
+
+class ScopedLimit(models.Model):
+    """A limit that applies to one tenant, key or route (or, for rate limits, everything)."""
+
+    scope = models.CharField(max_length=16, choices=Scope.choices)
+    tenant = models.ForeignKey(
+        "tenants.Tenant", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    api_key = models.ForeignKey(
+        "tenants.ApiKey", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    route = models.ForeignKey(
+        "routing.Route", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        abstract = True
+
+    def clean(self) -> None:
+        wanted = {Scope.TENANT: "tenant", Scope.KEY: "api_key", Scope.ROUTE: "route"}.get(
+            Scope(self.scope) if self.scope else None
+        )
+        for field in ("tenant", "api_key", "route"):
+            is_set = getattr(self, f"{field}_id") is not None
+            if field == wanted and not is_set:
+                raise ValidationError({field: f"A {self.scope} limit needs a {field}."})
+            if field != wanted and is_set:
+                raise ValidationError({field: f"Leave {field} empty for a {self.scope} limit."})
+
+    @property
+    def subject(self) -> str:
+        if self.scope == Scope.TENANT:
+            return f"tenant {self.tenant}"
+        if self.scope == Scope.KEY:
+            return f"key {self.api_key}"
+        if self.scope == Scope.ROUTE:
+            return f"route {self.route}"
+        return "global"
+
+
+class Budget(ScopedLimit):
+    class Period(models.TextChoices):
+        DAILY = "daily", "Daily"
+        WEEKLY = "weekly", "Weekly"
+        MONTHLY = "monthly", "Monthly"
+        TOTAL = "total", "Total"
+
+    period = models.CharField(max_length=16, choices=Period.choices, default=Period.MONTHLY)
+    max_tokens = models.PositiveBigIntegerField(null=True, blank=True)
+    max_cost_usd = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+    hard = models.BooleanField(default=True, help_text="Refuse when exhausted; else only alert.")
+
+    class Meta:
+        ordering = ["scope", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.period} budget for {self.subject}"
+
+    def clean(self) -> None:
+        if self.scope == Scope.GLOBAL:
+            raise ValidationError({"scope": "Budgets apply to a tenant, key or route."})
+        super().clean()
+        if self.max_tokens is None and self.max_cost_usd is None:
+            raise ValidationError("Set a token limit, a cost limit, or both.")
+
+
+class RateLimit(ScopedLimit):
+    model_name = models.CharField(
+        max_length=200, blank=True, help_text="Tenant scope only: limit one model/route name."
+    )
+    rpm = models.PositiveIntegerField("requests per minute", null=True, blank=True)
+    tpm = models.PositiveBigIntegerField("tokens per minute", null=True, blank=True)
+
+    class Meta:
+        ordering = ["scope", "id"]
+
+    def __str__(self) -> str:
+        return f"rate limit for {self.subject}"
+
+    def clean(self) -> None:
+        super().clean()
+        if self.rpm is None and self.tpm is None:
+            raise ValidationError("Set requests per minute, tokens per minute, or both.")

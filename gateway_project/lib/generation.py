@@ -1,0 +1,91 @@
+"""A cross-process "configuration changed" counter.
+
+Every process keeps the gateway configuration in memory; a write in the admin (or any
+service) bumps this counter, and each process compares it with the generation its
+snapshot was built from at most once per GATEWAY_SNAPSHOT_CHECK_SECONDS. With Redis the
+counter is a Redis key (shared by every replica); without it, the modification time of a
+file in GATEWAY_STATE_DIR (shared by every process on the machine, which is all the
+embedded SQLite setup has).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from django.conf import settings
+
+REDIS_KEY = "gw:config:generation"
+
+
+def _file() -> Path:
+    return Path(settings.STATE_DIR) / "config.generation"
+
+
+_sync_client = None
+_async_clients: dict[int, object] = {}
+
+
+def _redis():
+    global _sync_client
+    if _sync_client is None:
+        import redis
+
+        _sync_client = redis.Redis.from_url(settings.REDIS_URL)
+    return _sync_client
+
+
+def async_redis():
+    """One asyncio Redis client per event loop (a client cannot cross loops)."""
+    import asyncio
+
+    import redis.asyncio
+
+    loop_id = id(asyncio.get_running_loop())
+    client = _async_clients.get(loop_id)
+    if client is None:
+        client = redis.asyncio.Redis.from_url(settings.REDIS_URL)
+        _async_clients[loop_id] = client
+    return client
+
+
+def bump() -> None:
+    """Tell every process that the configuration changed."""
+    if settings.REDIS_URL:
+        _redis().incr(REDIS_KEY)
+        return
+    path = _file()
+    # A counter inside the file guards against coarse mtime resolution.
+    try:
+        value = int(path.read_text() or "0") + 1
+    except (FileNotFoundError, ValueError):
+        value = 1
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(str(value))
+    os.replace(tmp, path)
+
+
+def _read_file() -> str:
+    try:
+        return _file().read_text()
+    except FileNotFoundError:
+        return "0"
+
+
+def current() -> str:
+    if settings.REDIS_URL:
+        value = _redis().get(REDIS_KEY)
+        return value.decode() if value else "0"
+    return _read_file()
+
+
+async def acurrent() -> str:
+    if settings.REDIS_URL:
+        value = await async_redis().get(REDIS_KEY)
+        return value.decode() if value else "0"
+    return _read_file()
+
+
+def monotonic() -> float:
+    return time.monotonic()

@@ -1,0 +1,63 @@
+"""Routes: the names clients send as `model`, each an ordered list of upstream targets."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class Route(models.Model):
+    class Strategy(models.TextChoices):
+        FALLBACK = "fallback", "Ordered fallback"
+        WEIGHTED = "weighted", "Weighted split"
+        ROUND_ROBIN = "round_robin", "Round-robin"
+        LATENCY = "latency", "Lowest latency"
+        COST = "cost", "Lowest cost"
+
+    name = models.CharField(
+        max_length=200, help_text="What clients send as `model` (or in the x-route header)."
+    )
+    tenant = models.ForeignKey(
+        "tenants.Tenant",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="routes",
+        help_text="Leave empty for a route every tenant may use.",
+    )
+    strategy = models.CharField(max_length=16, choices=Strategy.choices, default=Strategy.FALLBACK)
+    description = models.CharField(max_length=500, blank=True)
+    enabled = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "name"], name="uniq_tenant_route_name"
+            ),
+            models.UniqueConstraint(
+                fields=["name"],
+                condition=models.Q(tenant__isnull=True),
+                name="uniq_global_route_name",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        owner = self.tenant.slug if self.tenant_id else "global"
+        return f"{self.name} ({owner})"
+
+
+class RouteTarget(models.Model):
+    route = models.ForeignKey(Route, on_delete=models.CASCADE, related_name="targets")
+    position = models.PositiveIntegerField(default=0, help_text="0 is the primary.")
+    provider_model = models.ForeignKey(
+        "providers.ProviderModel", on_delete=models.PROTECT, related_name="route_targets"
+    )
+    weight = models.PositiveIntegerField(default=1, help_text="For the weighted strategy.")
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["route", "position", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.route.name}#{self.position} -> {self.provider_model}"

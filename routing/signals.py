@@ -1,0 +1,33 @@
+"""Invalidate every process's config snapshot when the configuration changes."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save
+
+from gateway_project.lib import generation
+
+
+def _config_changed(**kwargs: object) -> None:
+    from routing.snapshot import snapshots
+
+    def bump() -> None:
+        generation.bump()
+        snapshots.invalidate()
+
+    transaction.on_commit(bump)
+
+
+def connect() -> None:
+    from audit.models import RedactionRule
+    from billing.models import Budget, RateLimit
+    from providers.models import Provider, ProviderModel
+    from routing.models import Route, RouteTarget
+    from tenants.models import ApiKey, Tenant
+
+    for model in (Tenant, ApiKey, Provider, ProviderModel, Route, RouteTarget, RedactionRule,
+                  Budget, RateLimit):
+        post_save.connect(_config_changed, sender=model, dispatch_uid=f"cfg-save-{model.__name__}")
+        post_delete.connect(
+            _config_changed, sender=model, dispatch_uid=f"cfg-delete-{model.__name__}"
+        )

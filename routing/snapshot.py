@@ -1,0 +1,228 @@
+"""The in-process configuration snapshot that keeps the proxy path free of the ORM.
+
+Keys, tenants, routes with their targets and prices, and redaction rules are read from
+the database once, compiled into plain immutable objects, and served from memory. A
+write anywhere in the configuration bumps a cross-process generation counter
+(`gateway_project.lib.generation`); each process looks at that counter at most once per
+GATEWAY_SNAPSHOT_CHECK_SECONDS and rebuilds when it moved. So an admin change (a revoked
+key, a suspended tenant, a new route) reaches every process within that interval, and a
+warm request makes no database query at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import orjson
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from audit.redaction import CompiledRules, compile_rules
+from gateway_project.lib import generation
+from providers.base import Target
+
+
+@dataclass(frozen=True)
+class TenantEntry:
+    id: int
+    slug: str
+    name: str
+    active: bool
+
+
+@dataclass(frozen=True)
+class KeyEntry:
+    id: int
+    prefix: str
+    key_hash: str
+    name: str
+    tenant_id: int
+    allowed_routes: frozenset[str]
+    expires_at: datetime | None
+    revoked: bool
+
+    def may_use(self, route_name: str) -> bool:
+        return not self.allowed_routes or route_name in self.allowed_routes
+
+
+@dataclass(frozen=True)
+class RouteEntry:
+    id: int
+    name: str
+    tenant_id: int | None
+    strategy: str
+    targets: tuple[Target, ...]
+
+
+@dataclass
+class Snapshot:
+    generation: str
+    version: str  # hash of the routing configuration, stamped on every audit row
+    tenants: dict[int, TenantEntry]
+    keys_by_prefix: dict[str, KeyEntry]
+    global_routes: dict[str, RouteEntry]
+    tenant_routes: dict[tuple[int, str], RouteEntry]
+    redaction: CompiledRules
+    checked_at: float = field(default=0.0)
+
+    def route_for(self, tenant_id: int, name: str) -> RouteEntry | None:
+        """A tenant's own route shadows a global one of the same name."""
+        return self.tenant_routes.get((tenant_id, name)) or self.global_routes.get(name)
+
+    def routes_visible_to(self, key: KeyEntry) -> list[RouteEntry]:
+        names: dict[str, RouteEntry] = dict(self.global_routes)
+        for (tenant_id, name), route in self.tenant_routes.items():
+            if tenant_id == key.tenant_id:
+                names[name] = route
+        return [route for name, route in sorted(names.items()) if key.may_use(name)]
+
+
+def _target(rt, pm, provider) -> Target:  # type: ignore[no-untyped-def]
+    return Target(
+        provider_id=provider.id,
+        provider_name=provider.name,
+        kind=provider.kind,
+        base_url=provider.base_url.rstrip("/"),
+        api_key_env=provider.api_key_env,
+        api_version=provider.api_version,
+        model=pm.name,
+        input_per_million=pm.input_per_million,
+        output_per_million=pm.output_per_million,
+        connect_timeout_s=float(provider.connect_timeout_s),
+        timeout_s=float(provider.timeout_s),
+        stub_delay_ms=provider.stub_delay_ms,
+        context_window=pm.context_window,
+        weight=rt.weight,
+    )
+
+
+def build_snapshot() -> Snapshot:
+    """Read the whole configuration (a handful of queries, whatever its size)."""
+    from audit.models import RedactionRule
+    from routing.models import Route, RouteTarget
+    from tenants.models import ApiKey, Tenant
+
+    # Read the generation first: a change landing while we read makes the next check rebuild.
+    gen = generation.current()
+    tenants = {
+        t.id: TenantEntry(id=t.id, slug=t.slug, name=t.name, active=t.is_active)
+        for t in Tenant.objects.all()
+    }
+    keys = {
+        k.prefix: KeyEntry(
+            id=k.id,
+            prefix=k.prefix,
+            key_hash=k.key_hash,
+            name=k.name,
+            tenant_id=k.tenant_id,
+            allowed_routes=frozenset(k.allowed_routes or ()),
+            expires_at=k.expires_at,
+            revoked=k.revoked_at is not None,
+        )
+        for k in ApiKey.objects.all()
+    }
+    targets_by_route: dict[int, list[Target]] = {}
+    version_source: list = []
+    for rt in (
+        RouteTarget.objects.filter(enabled=True, provider_model__provider__enabled=True)
+        .select_related("provider_model__provider")
+        .order_by("route_id", "position", "id")
+    ):
+        pm = rt.provider_model
+        target = _target(rt, pm, pm.provider)
+        targets_by_route.setdefault(rt.route_id, []).append(target)
+    global_routes: dict[str, RouteEntry] = {}
+    tenant_routes: dict[tuple[int, str], RouteEntry] = {}
+    for route in Route.objects.filter(enabled=True).order_by("id"):
+        entry = RouteEntry(
+            id=route.id,
+            name=route.name,
+            tenant_id=route.tenant_id,
+            strategy=route.strategy,
+            targets=tuple(targets_by_route.get(route.id, ())),
+        )
+        if route.tenant_id is None:
+            global_routes[route.name] = entry
+        else:
+            tenant_routes[(route.tenant_id, route.name)] = entry
+        version_source.append(
+            [
+                route.tenant_id,
+                route.name,
+                route.strategy,
+                [
+                    [t.provider_name, t.kind, t.base_url, t.model, str(t.input_per_million),
+                     str(t.output_per_million), t.weight, t.timeout_s]
+                    for t in entry.targets
+                ],
+            ]
+        )
+    rules = list(RedactionRule.objects.filter(enabled=True).order_by("position", "id"))
+    version_source.append(
+        [[r.name, r.detector, r.pattern, r.replacement, r.scope] for r in rules]
+    )
+    version = hashlib.sha256(orjson.dumps(version_source)).hexdigest()[:16]
+    return Snapshot(
+        generation=gen,
+        version=version,
+        tenants=tenants,
+        keys_by_prefix=keys,
+        global_routes=global_routes,
+        tenant_routes=tenant_routes,
+        redaction=compile_rules(rules),
+        checked_at=generation.monotonic(),
+    )
+
+
+class SnapshotHolder:
+    """Holds this process's snapshot and refreshes it when the generation moves."""
+
+    def __init__(self) -> None:
+        self._snapshot: Snapshot | None = None
+        self._sync_lock = threading.Lock()
+        self._async_locks: dict[int, asyncio.Lock] = {}
+
+    def invalidate(self) -> None:
+        self._snapshot = None
+
+    def _fresh_enough(self, snap: Snapshot | None) -> bool:
+        return (
+            snap is not None
+            and generation.monotonic() - snap.checked_at < settings.GATEWAY_SNAPSHOT_CHECK_SECONDS
+        )
+
+    def get(self) -> Snapshot:
+        snap = self._snapshot
+        if self._fresh_enough(snap):
+            return snap  # type: ignore[return-value]
+        with self._sync_lock:
+            snap = self._snapshot
+            if snap is not None and generation.current() == snap.generation:
+                snap.checked_at = generation.monotonic()
+                return snap
+            self._snapshot = build_snapshot()
+            return self._snapshot
+
+    async def aget(self) -> Snapshot:
+        snap = self._snapshot
+        if self._fresh_enough(snap):
+            return snap  # type: ignore[return-value]
+        if snap is not None and await generation.acurrent() == snap.generation:
+            snap.checked_at = generation.monotonic()
+            return snap
+        loop_id = id(asyncio.get_running_loop())
+        lock = self._async_locks.setdefault(loop_id, asyncio.Lock())
+        async with lock:
+            # Another request may have rebuilt it while we waited for the lock.
+            current = self._snapshot
+            if current is not None and current is not snap and self._fresh_enough(current):
+                return current
+            self._snapshot = await sync_to_async(build_snapshot, thread_sensitive=True)()
+            return self._snapshot
+
+
+snapshots = SnapshotHolder()
