@@ -1,6 +1,6 @@
 # Every target creates the virtualenv first when it is missing.
 PYTHON ?= python3
-VENV := .venv
+VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 WORKERS ?= 2

@@ -24,11 +24,40 @@ import threading
 import time
 from collections import deque
 from datetime import datetime
+from pathlib import Path
 
+import orjson
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections
 
 logger = logging.getLogger(__name__)
+
+
+def _redacted(row: dict) -> dict:
+    """Apply the redaction rules in force for the request (done here, off the response path)."""
+    from audit.redaction import redact_messages
+
+    fields = dict(row)
+    redactor = fields.pop("_redactor", None)
+    if redactor is not None:
+        try:
+            fields["prompt"] = redact_messages(
+                fields.get("prompt") or [], redactor.redact_for_audit
+            )
+            fields["response"] = redactor.redact_for_audit(fields.get("response") or "")
+        except Exception:
+            # Never store what could not be redacted.
+            logger.exception("redaction failed for %s", fields.get("request_id"))
+            fields["prompt"] = [{"role": "system", "content": "[redaction failed: withheld]"}]
+            fields["response"] = "[redaction failed: withheld]"
+    return fields
+
+
+def _dead_letter(fields: dict) -> None:
+    """Keep a row the database refuses (bad data, not an outage) in a file, never drop it."""
+    path = Path(settings.STATE_DIR) / "audit-dead-letter.jsonl"
+    with path.open("ab") as handle:
+        handle.write(orjson.dumps(fields, default=str) + b"\n")
 
 
 class AuditWriter:
@@ -78,8 +107,9 @@ class AuditWriter:
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 if self._closing and self.failures > 50:
-                    logger.error("audit writer giving up at shutdown; %d rows unwritten",
-                                 len(self._queue))
+                    logger.error(
+                        "audit writer giving up at shutdown; %d rows unwritten", len(self._queue)
+                    )
                     return
             else:
                 backoff = 0.1
@@ -107,24 +137,43 @@ class AuditWriter:
             if not batch:
                 return True
             close_old_connections()
+            last_used: dict[int, datetime] = {}
+            rows = []
+            for row in batch:
+                fields = _redacted(row)
+                key_id = fields.pop("api_key_id", None)
+                if key_id is not None:
+                    when = fields["created_at"]
+                    last_used[key_id] = max(when, last_used.get(key_id, when))
+                rows.append(fields)
             try:
-                last_used: dict[int, datetime] = {}
-                events = []
-                for row in batch:
-                    fields = dict(row)
-                    key_id = fields.pop("api_key_id", None)
-                    if key_id is not None:
-                        last_used[key_id] = max(fields["created_at"], last_used.get(key_id, fields["created_at"]))
-                    events.append(AuditEvent(**fields))
-                AuditEvent.objects.bulk_create(events)
-                if last_used:
-                    api_keys_touch(last_used=last_used)
-            except Exception:
+                AuditEvent.objects.bulk_create([AuditEvent(**fields) for fields in rows])
+            except (OperationalError, InterfaceError):
+                # The database is away: keep the batch and retry, in order.
                 self.failures += 1
                 logger.exception("audit batch of %d rows failed; will retry", len(batch))
                 self._put_back(batch)
                 close_old_connections()
                 return False
+            except DatabaseError:
+                # One bad row must not block the rest: write them one by one.
+                logger.exception("audit batch refused; isolating the bad rows")
+                close_old_connections()
+                for index, fields in enumerate(rows):
+                    try:
+                        AuditEvent.objects.create(**fields)
+                    except (OperationalError, InterfaceError):
+                        self._put_back(batch[index:])
+                        close_old_connections()
+                        return False
+                    except DatabaseError:
+                        logger.exception("audit row %s refused", fields.get("request_id"))
+                        _dead_letter(fields)
+            if last_used:
+                try:
+                    api_keys_touch(last_used=last_used)
+                except DatabaseError:
+                    logger.warning("could not record key last-use times", exc_info=True)
             self.written += len(batch)
             return True
 
@@ -136,6 +185,11 @@ class AuditWriter:
 
     def pending(self) -> int:
         return len(self._queue)
+
+    def discard(self) -> None:
+        """Forget queued rows (tests only: rows of a finished test point at deleted data)."""
+        with self._cond:
+            self._queue.clear()
 
     def close(self, timeout: float = 30.0) -> None:
         """Stop the thread after it has written every queued row (shutdown path)."""

@@ -57,9 +57,11 @@ def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
 
 
 def _mount() -> None:
+    from gateway_project.health import router as health_router
     from routing.api import router as proxy_router
 
     api.add_router("/v1", proxy_router)
+    api.add_router("", health_router)
 
 
 _mount()

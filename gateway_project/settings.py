@@ -6,6 +6,7 @@ on SQLite and in-process caches; DATABASE_URL and REDIS_URL switch to Postgres a
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -17,10 +18,12 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 STATE_DIR = Path(envstr("GATEWAY_STATE_DIR", str(BASE_DIR / "var")))
 STATE_DIR.mkdir(parents=True, exist_ok=True)
 
+# pytest sets PYTEST_VERSION; the gateway processes that tests start do not inherit it.
+TESTING = "PYTEST_VERSION" in os.environ
 DEBUG = envbool("DEBUG", False)
 SECRET_KEY = envsecret("SECRET_KEY")
 if not SECRET_KEY:
-    if not DEBUG:
+    if not DEBUG and not TESTING:
         raise ImproperlyConfigured("SECRET_KEY is required when DEBUG is off.")
     SECRET_KEY = "insecure-development-key-do-not-use-in-production"
 
@@ -153,7 +156,8 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = GATEWAY_MAX_BODY_BYTES + 1024
 AUDIT_FLUSH_INTERVAL_SECONDS = envfloat("AUDIT_FLUSH_INTERVAL_SECONDS", 0.2)
 AUDIT_BATCH_SIZE = envint("AUDIT_BATCH_SIZE", 500)
 AUDIT_QUEUE_MAX = envint("AUDIT_QUEUE_MAX", 50_000)
-AUDIT_BACKGROUND_WRITER = envbool("AUDIT_BACKGROUND_WRITER", True)
+# In-process tests write audit rows explicitly (audit_writer.flush) on their own connection.
+AUDIT_BACKGROUND_WRITER = envbool("AUDIT_BACKGROUND_WRITER", not TESTING)
 AUDIT_RETENTION_DAYS = envint("AUDIT_RETENTION_DAYS", 0)  # 0 keeps rows forever
 AUDIT_MAX_TEXT_CHARS = envint("AUDIT_MAX_TEXT_CHARS", 100_000)
 # Default output cap sent to Anthropic, which requires max_tokens.

@@ -155,16 +155,22 @@ def build_snapshot() -> Snapshot:
                 route.name,
                 route.strategy,
                 [
-                    [t.provider_name, t.kind, t.base_url, t.model, str(t.input_per_million),
-                     str(t.output_per_million), t.weight, t.timeout_s]
+                    [
+                        t.provider_name,
+                        t.kind,
+                        t.base_url,
+                        t.model,
+                        str(t.input_per_million),
+                        str(t.output_per_million),
+                        t.weight,
+                        t.timeout_s,
+                    ]
                     for t in entry.targets
                 ],
             ]
         )
     rules = list(RedactionRule.objects.filter(enabled=True).order_by("position", "id"))
-    version_source.append(
-        [[r.name, r.detector, r.pattern, r.replacement, r.scope] for r in rules]
-    )
+    version_source.append([[r.name, r.detector, r.pattern, r.replacement, r.scope] for r in rules])
     version = hashlib.sha256(orjson.dumps(version_source)).hexdigest()[:16]
     return Snapshot(
         generation=gen,

@@ -72,15 +72,22 @@ def not_found(message: str = "Not found.") -> GatewayError:
 
 
 def payload_too_large(limit: int) -> GatewayError:
-    return GatewayError(413, f"Request body is larger than {limit} bytes.", code="payload_too_large")
+    return GatewayError(
+        413, f"Request body is larger than {limit} bytes.", code="payload_too_large"
+    )
 
 
-def upstream_failed(message: str, *, status: int = 502, code: str = "upstream_error") -> GatewayError:
+def upstream_failed(
+    message: str, *, status: int = 502, code: str = "upstream_error"
+) -> GatewayError:
     return GatewayError(status, message, type="api_error", code=code, outcome="upstream_error")
 
 
 def internal_error() -> GatewayError:
     return GatewayError(
-        500, "The gateway hit an internal error.", type="api_error", code="internal_error",
+        500,
+        "The gateway hit an internal error.",
+        type="api_error",
+        code="internal_error",
         outcome="error",
     )

@@ -1,0 +1,375 @@
+"""Admin for tenants and their API keys.
+
+Keys are only ever created through `api_key_issue`: the plaintext exists in memory for
+the one response that shows it and is never written to the database, the session or a
+message cookie.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.options import IS_POPUP_VAR
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Model, Q, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
+from django.utils.cache import add_never_cache_headers
+from django.utils.html import format_html
+
+from routing.models import Route
+from tenants.models import ApiKey, Tenant
+from tenants.services import IssuedKey, api_key_issue, api_key_revoke, tenant_create
+
+# How many known route names the key form lists as a hint before giving up.
+_ROUTE_HINT_LIMIT = 30
+
+
+def adopt(obj: Model, saved: Model) -> None:
+    """Turn the admin's unsaved instance into the row a service has just created.
+
+    The admin keeps using the instance it built from the form (for the inline formsets,
+    the history entry and the redirect), so that instance must become the saved row
+    rather than be swapped for the one the service returned.
+    """
+    obj.pk = saved.pk
+    obj.refresh_from_db()
+    obj._state.adding = False
+
+
+def api_key_status(api_key: ApiKey) -> str:
+    if api_key.revoked_at is not None:
+        return "revoked"
+    if api_key.expires_at is not None and api_key.expires_at <= timezone.now():
+        return "expired"
+    return "active"
+
+
+def _active_keys_q(prefix: str = "") -> Q:
+    now = timezone.now()
+    return Q(**{f"{prefix}revoked_at__isnull": True}) & (
+        Q(**{f"{prefix}expires_at__isnull": True}) | Q(**{f"{prefix}expires_at__gt": now})
+    )
+
+
+# --- Tenants ----------------------------------------------------------------------------------
+
+
+class ApiKeyInline(admin.TabularInline):
+    """The tenant's keys, for reading only: keys are issued and revoked on their own pages."""
+
+    model = ApiKey
+    template = "admin/tenants/tenant/apikey_inline.html"
+    fields = ("prefix", "name", "status", "expires_at", "last_used_at", "created_at")
+    readonly_fields = fields
+    ordering = ("-created_at",)
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    @admin.display(description="status")
+    def status(self, obj: ApiKey) -> str:
+        return api_key_status(obj)
+
+
+@admin.register(Tenant)
+class TenantAdmin(admin.ModelAdmin):
+    list_display = ("slug", "name", "status", "active_keys", "created_at")
+    list_filter = ("status",)
+    search_fields = ("slug", "name")
+    ordering = ("slug",)
+    readonly_fields = ("created_at", "updated_at")
+    fields = ("slug", "name", "status", "metadata", "created_at", "updated_at")
+    inlines = (ApiKeyInline,)
+    actions = ("suspend", "activate")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Tenant]:
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(active_key_count=Count("api_keys", filter=_active_keys_q("api_keys__")))
+        )
+
+    @admin.display(description="active keys", ordering="active_key_count")
+    def active_keys(self, obj: Tenant) -> str:
+        url = reverse("admin:tenants_apikey_changelist") + f"?tenant__id__exact={obj.pk}"
+        return format_html('<a href="{}">{}</a>', url, obj.active_key_count)  # type: ignore[attr-defined]
+
+    def save_model(self, request: HttpRequest, obj: Tenant, form: forms.Form, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        created = tenant_create(
+            slug=obj.slug, name=obj.name, status=obj.status, metadata=obj.metadata
+        )
+        adopt(obj, created)
+
+    def _set_status(self, request: HttpRequest, queryset: QuerySet[Tenant], status: str) -> int:
+        changed = 0
+        # One save per tenant rather than queryset.update(): update() sends no post_save,
+        # and post_save is what tells every gateway process to rebuild its snapshot.
+        for tenant in queryset.exclude(status=status):
+            tenant.status = status
+            tenant.save(update_fields=["status", "updated_at"])
+            changed += 1
+        return changed
+
+    @admin.action(description="Suspend selected tenants", permissions=["change"])
+    def suspend(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
+        changed = self._set_status(request, queryset, Tenant.Status.SUSPENDED)
+        self.message_user(request, f"Suspended {changed} tenant(s).", messages.SUCCESS)
+
+    @admin.action(description="Activate selected tenants", permissions=["change"])
+    def activate(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
+        changed = self._set_status(request, queryset, Tenant.Status.ACTIVE)
+        self.message_user(request, f"Activated {changed} tenant(s).", messages.SUCCESS)
+
+
+# --- API keys ----------------------------------------------------------------------------------
+
+
+class RouteNamesField(forms.CharField):
+    """Route names typed as a comma-separated list, stored as a JSON list of strings."""
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            return ", ".join(str(item) for item in value)
+        return value
+
+    def to_python(self, value: Any) -> list[str]:  # type: ignore[override]
+        if isinstance(value, list | tuple):
+            items: Iterable[str] = (str(item) for item in value)
+        else:
+            items = (super().to_python(value) or "").replace("\n", ",").split(",")
+        # dict.fromkeys drops repeats but keeps the order the operator typed.
+        return list(dict.fromkeys(item.strip() for item in items if item.strip()))
+
+    def has_changed(self, initial: Any, data: Any) -> bool:
+        return self.to_python(initial or []) != self.to_python(data)
+
+
+def routes_visible_to(tenant: Tenant) -> QuerySet[Route]:
+    """A tenant may name its own routes and the global ones."""
+    return Route.objects.filter(Q(tenant__isnull=True) | Q(tenant=tenant))
+
+
+class ApiKeyForm(forms.ModelForm):
+    allowed_routes = RouteNamesField(
+        required=False,
+        widget=forms.TextInput(attrs={"size": 60, "placeholder": "e.g. chat, chat-fast"}),
+        help_text="Comma-separated route names. Leave empty to allow every route the tenant can see.",
+    )
+
+    class Meta:
+        model = ApiKey
+        fields = ("tenant", "name", "allowed_routes", "expires_at")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        names = list(
+            Route.objects.order_by("name").values_list("name", flat=True).distinct()[
+                : _ROUTE_HINT_LIMIT + 1
+            ]
+        )
+        if names:
+            shown = ", ".join(names[:_ROUTE_HINT_LIMIT])
+            more = ", …" if len(names) > _ROUTE_HINT_LIMIT else ""
+            self.fields["allowed_routes"].help_text += f" Known routes: {shown}{more}."
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        # On the change form the tenant is read-only, so it is not in cleaned_data.
+        tenant = cleaned.get("tenant") or (self.instance.tenant if self.instance.pk else None)
+        names = cleaned.get("allowed_routes") or []
+        if tenant is not None and names:
+            known = set(routes_visible_to(tenant).filter(name__in=names).values_list("name", flat=True))
+            unknown = [name for name in names if name not in known]
+            if unknown:
+                # A typo here would silently lock the key out of the route it was made for.
+                self.add_error(
+                    "allowed_routes",
+                    f"Tenant {tenant} has no route named {', '.join(unknown)}.",
+                )
+        return cleaned
+
+
+class KeyStatusFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("active", "Active"), ("revoked", "Revoked"), ("expired", "Expired")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> QuerySet[ApiKey]:
+        value = self.value()
+        if value == "active":
+            return queryset.filter(_active_keys_q())
+        if value == "revoked":
+            return queryset.filter(revoked_at__isnull=False)
+        if value == "expired":
+            return queryset.filter(revoked_at__isnull=True, expires_at__lte=timezone.now())
+        return queryset
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    form = ApiKeyForm
+    list_display = (
+        "prefix",
+        "name",
+        "tenant",
+        "status",
+        "routes",
+        "expires_at",
+        "last_used_at",
+        "created_at",
+    )
+    list_select_related = ("tenant",)
+    list_filter = (KeyStatusFilter,)
+    search_fields = ("prefix", "name", "tenant__slug")
+    autocomplete_fields = ("tenant",)
+    ordering = ("-created_at",)
+    actions = ("revoke",)
+
+    add_fieldsets = ((None, {"fields": ("tenant", "name", "allowed_routes", "expires_at")}),)
+    change_fieldsets = (
+        (None, {"fields": ("tenant", "prefix", "name", "allowed_routes", "expires_at")}),
+        ("State", {"fields": ("status", "revoked_at", "last_used_at", "created_at")}),
+    )
+
+    def get_fieldsets(self, request: HttpRequest, obj: ApiKey | None = None) -> Any:
+        return self.add_fieldsets if obj is None else self.change_fieldsets
+
+    def get_readonly_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> Any:
+        if obj is None:
+            return ()
+        # The hash is never shown; moving a key to another tenant is never what anyone means.
+        return ("tenant", "prefix", "status", "revoked_at", "last_used_at", "created_at")
+
+    def get_urls(self) -> list[URLPattern]:
+        revoke = path(
+            "<path:object_id>/revoke/",
+            self.admin_site.admin_view(self.revoke_view),
+            name="tenants_apikey_revoke",
+        )
+        return [revoke, *super().get_urls()]
+
+    @admin.display(description="status")
+    def status(self, obj: ApiKey) -> str:
+        return api_key_status(obj)
+
+    @admin.display(description="allowed routes")
+    def routes(self, obj: ApiKey) -> str:
+        return ", ".join(obj.allowed_routes) if obj.allowed_routes else "all"
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: ApiKey | None = None,
+    ) -> HttpResponse:
+        if add:
+            # The issued key is shown on a page of its own; "save and continue/add another"
+            # would skip it.
+            context.update(
+                title="Issue an API key",
+                show_save_and_continue=False,
+                show_save_and_add_another=False,
+            )
+        context["is_revoked"] = obj is not None and obj.revoked_at is not None
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: forms.Form, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        issued = api_key_issue(
+            tenant=obj.tenant,
+            name=obj.name,
+            allowed_routes=list(obj.allowed_routes or []),
+            expires_at=obj.expires_at,
+        )
+        adopt(obj, issued.api_key)
+        # Lives on this request only: response_add shows it and the request is discarded.
+        request._issued_key = issued  # type: ignore[attr-defined]
+
+    def response_add(
+        self, request: HttpRequest, obj: ApiKey, post_url_continue: str | None = None
+    ) -> HttpResponse:
+        issued: IssuedKey | None = getattr(request, "_issued_key", None)
+        if issued is None:
+            return super().response_add(request, obj, post_url_continue)
+        # Rendered, not redirected: a redirect would carry the key in a message cookie or
+        # the session until the next page load. Messages added and displayed within this
+        # one response are never stored.
+        messages.success(
+            request,
+            format_html(
+                "Issued key “{}” for tenant {}: <code class=\"issued-key\">{}</code>",
+                obj.name,
+                obj.tenant,
+                issued.plaintext,
+            ),
+        )
+        messages.warning(
+            request, "Copy the key now. It is not stored anywhere and will not be shown again."
+        )
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "API key issued",
+            "api_key": obj,
+            "is_popup": IS_POPUP_VAR in request.POST,
+            "change_url": reverse("admin:tenants_apikey_change", args=[obj.pk]),
+            "tenant_url": reverse("admin:tenants_tenant_change", args=[obj.tenant_id]),
+            "add_url": reverse("admin:tenants_apikey_add") + f"?tenant={obj.tenant_id}",
+        }
+        response = TemplateResponse(request, "admin/tenants/apikey/issued.html", context)
+        add_never_cache_headers(response)
+        return response
+
+    @admin.action(description="Revoke selected keys", permissions=["change"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        revoked = 0
+        for api_key in queryset.filter(revoked_at__isnull=True):
+            api_key_revoke(api_key=api_key)
+            self.log_change(request, api_key, "Revoked.")
+            revoked += 1
+        self.message_user(request, f"Revoked {revoked} key(s).", messages.SUCCESS)
+
+    def revoke_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        api_key = get_object_or_404(ApiKey.objects.select_related("tenant"), pk=object_id)
+        if not self.has_change_permission(request, api_key):
+            raise PermissionDenied
+        change_url = reverse("admin:tenants_apikey_change", args=[api_key.pk])
+        if request.method == "POST":
+            api_key_revoke(api_key=api_key)
+            self.log_change(request, api_key, "Revoked.")
+            self.message_user(request, f"Revoked key {api_key}.", messages.SUCCESS)
+            return HttpResponseRedirect(change_url)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Revoke API key",
+            "api_key": api_key,
+            "change_url": change_url,
+        }
+        return TemplateResponse(request, "admin/tenants/apikey/revoke_confirmation.html", context)

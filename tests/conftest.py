@@ -1,0 +1,86 @@
+"""Shared fixtures. Persona tenants: `acme` owns things, `globex` must never see them."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from django.db.backends import utils as db_utils
+
+from audit.writer import audit_writer
+from routing.snapshot import snapshots
+from tests import factories
+from tests.live import GatewayProcess
+
+pytest_plugins = ["tests.fakes.fixtures"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_state():
+    """Each test starts with a cold snapshot and an empty audit queue (data differs per test)."""
+    snapshots.invalidate()
+    audit_writer.discard()
+    yield
+    snapshots.invalidate()
+    audit_writer.discard()
+
+
+@pytest.fixture
+def acme(db):
+    return factories.make_tenant("acme")
+
+
+@pytest.fixture
+def globex(db):
+    return factories.make_tenant("globex")
+
+
+@pytest.fixture
+def flush_audit():
+    """Write queued audit rows now (in-process tests run without the background thread)."""
+    return audit_writer.flush
+
+
+class QueryCounter:
+    def __init__(self) -> None:
+        self.queries: list[str] = []
+        self._lock = threading.Lock()
+
+    def add(self, sql: str) -> None:
+        with self._lock:
+            self.queries.append(sql)
+
+
+@contextmanager
+def count_queries_everywhere() -> Iterator[QueryCounter]:
+    """Count SQL from every thread and connection (async views run ORM calls in a worker
+    thread, which `django_assert_num_queries` on the test's own connection would miss)."""
+    counter = QueryCounter()
+    original_execute = db_utils.CursorWrapper.execute
+    original_executemany = db_utils.CursorWrapper.executemany
+
+    def execute(self, sql, params=None):  # type: ignore[no-untyped-def]
+        counter.add(sql)
+        return original_execute(self, sql, params)
+
+    def executemany(self, sql, param_list):  # type: ignore[no-untyped-def]
+        counter.add(sql)
+        return original_executemany(self, sql, param_list)
+
+    db_utils.CursorWrapper.execute = execute  # type: ignore[method-assign]
+    db_utils.CursorWrapper.executemany = executemany  # type: ignore[method-assign]
+    try:
+        yield counter
+    finally:
+        db_utils.CursorWrapper.execute = original_execute  # type: ignore[method-assign]
+        db_utils.CursorWrapper.executemany = original_executemany  # type: ignore[method-assign]
+
+
+@pytest.fixture(scope="session")
+def gateway(django_db_setup, django_db_blocker) -> Iterator[GatewayProcess]:
+    """A real gateway server process (uvicorn) on the test database."""
+    process = GatewayProcess().start()
+    yield process
+    process.stop()

@@ -1,0 +1,286 @@
+"""The proxy path in-process (ASGI handler, real database): auth, errors, routing, audit."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import orjson
+import pytest
+from asgiref.sync import sync_to_async
+from django.test import AsyncClient
+from django.utils import timezone
+
+from audit.models import AuditEvent
+from audit.writer import audit_writer
+from tenants.models import Tenant
+from tenants.services import api_key_revoke
+from tests import factories
+from tests.conftest import count_queries_everywhere
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+USER = [{"role": "user", "content": "Hello there"}]
+
+
+@pytest.fixture
+def world(transactional_db):
+    """acme has a private route and a key; globex has its own key; `echo` is global."""
+    acme = factories.make_tenant("acme")
+    globex = factories.make_tenant("globex")
+    local = factories.make_provider("local", kind="stub")
+    echo = factories.make_model(local, "echo", input_per_million="1.50", output_per_million="6")
+    factories.make_route("echo", echo)
+    factories.make_route("acme-private", echo, tenant=acme)
+    return {
+        "acme": acme,
+        "globex": globex,
+        "acme_key": factories.make_key(acme),
+        "globex_key": factories.make_key(globex),
+        "echo": echo,
+    }
+
+
+async def post(key: str | None, body: object, **headers: str):
+    client = AsyncClient()
+    if key:
+        headers["authorization"] = f"Bearer {key}"
+    data = body if isinstance(body, bytes) else orjson.dumps(body)
+    return await client.post(
+        "/v1/chat/completions", data=data, content_type="application/json", headers=headers
+    )
+
+
+async def audit_rows() -> list[AuditEvent]:
+    await sync_to_async(audit_writer.flush)()
+    return await sync_to_async(lambda: list(AuditEvent.objects.order_by("created_at")))()
+
+
+def assert_envelope(response, status: int, type_: str, code: str | None = None) -> dict:
+    assert response.status_code == status, response.content
+    error = orjson.loads(response.content)["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["type"] == type_
+    if code is not None:
+        assert error["code"] == code
+    assert response["x-request-id"].startswith("req_")
+    return error
+
+
+async def test_it_answers_a_completion_and_audits_it(world):
+    response = await post(world["acme_key"].plaintext, {"model": "echo", "messages": USER})
+    assert response.status_code == 200
+    body = orjson.loads(response.content)
+    assert body["object"] == "chat.completion"
+    assert body["choices"][0]["message"]["role"] == "assistant"
+    assert response["x-gateway-provider"] == "local"
+    [row] = await audit_rows()
+    assert row.request_id == response["x-request-id"]
+    assert row.outcome == "success" and row.status_code == 200
+    assert row.tenant_id == world["acme"].id
+    assert row.key_prefix == world["acme_key"].api_key.prefix
+    assert (row.route, row.provider, row.model) == ("echo", "local", "echo")
+    assert row.prompt_tokens == body["usage"]["prompt_tokens"] > 0
+    assert row.completion_tokens == body["usage"]["completion_tokens"] > 0
+    expected = (row.prompt_tokens * world["echo"].input_per_million
+                + row.completion_tokens * world["echo"].output_per_million) / 1_000_000
+    assert row.cost_usd == expected
+    assert row.prompt == USER
+    assert row.response == body["choices"][0]["message"]["content"]
+    assert len(row.config_version) == 16
+
+
+async def test_the_api_key_may_come_in_x_api_key(world):
+    client = AsyncClient()
+    response = await client.post(
+        "/v1/chat/completions",
+        data=orjson.dumps({"model": "echo", "messages": USER}),
+        content_type="application/json",
+        headers={"x-api-key": world["acme_key"].plaintext},
+    )
+    assert response.status_code == 200
+
+
+async def test_a_stream_is_relayed_as_server_sent_events(world):
+    response = await post(
+        world["acme_key"].plaintext,
+        {"model": "echo", "messages": USER, "stream": True, "stream_options": {"include_usage": True}},
+    )
+    assert response.status_code == 200
+    assert response["content-type"] == "text/event-stream"
+    assert response["cache-control"] == "no-cache"
+    raw = b"".join([part async for part in response.streaming_content])
+    events = [line[6:] for line in raw.split(b"\n\n") if line.startswith(b"data: ")]
+    assert events[-1] == b"[DONE]"
+    chunks = [orjson.loads(e) for e in events[:-1]]
+    assert len({(c["id"], c["created"]) for c in chunks}) == 1
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["total_tokens"] > 0
+    [row] = await audit_rows()
+    assert row.stream and row.outcome == "success"
+    assert row.ttft_ms is not None
+    assert row.total_tokens == chunks[-1]["usage"]["total_tokens"]
+
+
+async def test_a_stream_without_include_usage_carries_no_usage_chunk(world):
+    response = await post(world["acme_key"].plaintext, {"model": "echo", "messages": USER, "stream": True})
+    raw = b"".join([part async for part in response.streaming_content])
+    chunks = [orjson.loads(line[6:]) for line in raw.split(b"\n\n")
+              if line.startswith(b"data: {")]
+    assert all(chunk["choices"] for chunk in chunks)
+    [row] = await audit_rows()
+    assert row.completion_tokens > 0  # the gateway still learned the usage
+
+
+async def test_the_x_route_header_names_the_route(world):
+    response = await post(world["acme_key"].plaintext, {"messages": USER}, **{"x-route": "acme-private"})
+    assert response.status_code == 200
+    assert response["x-gateway-route"] == "acme-private"
+
+
+@pytest.mark.parametrize(
+    ("key", "fragment"),
+    [
+        (None, "Missing API key"),
+        ("sk-not-ours", "Incorrect API key"),
+        ("gwk_" + "A" * 48, "Incorrect API key"),
+    ],
+)
+async def test_it_refuses_missing_and_unknown_keys_with_401(world, key, fragment):
+    response = await post(key, {"model": "echo", "messages": USER})
+    error = assert_envelope(response, 401, "invalid_request_error", "invalid_api_key")
+    assert fragment in error["message"]
+    [row] = await audit_rows()
+    assert (row.outcome, row.status_code, row.tenant_id) == ("rejected", 401, None)
+
+
+async def test_it_rejects_a_revoked_key(world):
+    await sync_to_async(api_key_revoke)(api_key=world["acme_key"].api_key)
+    response = await post(world["acme_key"].plaintext, {"model": "echo", "messages": USER})
+    error = assert_envelope(response, 401, "invalid_request_error", "invalid_api_key")
+    assert "revoked" in error["message"]
+    [row] = await audit_rows()
+    assert row.key_prefix == world["acme_key"].api_key.prefix
+
+
+async def test_it_rejects_an_expired_key(world):
+    issued = await sync_to_async(factories.make_key)(
+        world["acme"], expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    response = await post(issued.plaintext, {"model": "echo", "messages": USER})
+    assert "expired" in assert_envelope(response, 401, "invalid_request_error")["message"]
+
+
+async def test_it_refuses_a_suspended_tenant_with_403(world):
+    acme = world["acme"]
+    acme.status = Tenant.Status.SUSPENDED
+    await sync_to_async(acme.save)()
+    response = await post(world["acme_key"].plaintext, {"model": "echo", "messages": USER})
+    assert_envelope(response, 403, "permission_error", "tenant_suspended")
+
+
+async def test_an_x_tenant_id_header_must_match_the_key(world):
+    ok = await post(world["acme_key"].plaintext, {"model": "echo", "messages": USER},
+                    **{"x-tenant-id": "acme"})
+    assert ok.status_code == 200
+    response = await post(world["acme_key"].plaintext, {"model": "echo", "messages": USER},
+                          **{"x-tenant-id": "globex"})
+    assert_envelope(response, 403, "permission_error", "tenant_mismatch")
+
+
+async def test_a_key_outside_its_allow_list_gets_403(world):
+    issued = await sync_to_async(factories.make_key)(world["acme"], allowed_routes=["acme-private"])
+    assert (await post(issued.plaintext, {"model": "acme-private", "messages": USER})).status_code == 200
+    response = await post(issued.plaintext, {"model": "echo", "messages": USER})
+    assert_envelope(response, 403, "permission_error", "model_not_allowed")
+
+
+async def test_another_tenants_key_never_reaches_a_private_route(world):
+    response = await post(world["globex_key"].plaintext, {"model": "acme-private", "messages": USER})
+    error = assert_envelope(response, 404, "invalid_request_error", "model_not_found")
+    assert error["param"] == "model"
+    [row] = await audit_rows()
+    assert (row.tenant_id, row.outcome, row.provider) == (world["globex"].id, "rejected", "")
+
+
+async def test_an_unknown_model_is_404(world):
+    response = await post(world["acme_key"].plaintext, {"model": "nope", "messages": USER})
+    assert_envelope(response, 404, "invalid_request_error", "model_not_found")
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        (b"{not json", "not valid JSON"),
+        (b"[1, 2]", "must be a JSON object"),
+        (b"", "empty"),
+        (orjson.dumps({"model": "echo"}), "'messages'"),
+        (orjson.dumps({"model": "echo", "messages": USER, "max_tokens": "9"}), "max_tokens"),
+    ],
+)
+async def test_bad_input_is_a_400_in_the_envelope_and_audited(world, body, fragment):
+    response = await post(world["acme_key"].plaintext, body)
+    assert fragment in assert_envelope(response, 400, "invalid_request_error")["message"]
+    [row] = await audit_rows()
+    assert (row.outcome, row.status_code, row.tenant_id) == ("rejected", 400, world["acme"].id)
+
+
+async def test_a_body_over_the_limit_is_413(world, settings):
+    settings.GATEWAY_MAX_BODY_BYTES = 1000
+    response = await post(
+        world["acme_key"].plaintext, {"model": "echo", "messages": [{"role": "user", "content": "x" * 2000}]}
+    )
+    assert_envelope(response, 413, "invalid_request_error", "payload_too_large")
+
+
+async def test_models_lists_only_what_the_key_may_use(world):
+    client = AsyncClient()
+    acme = await client.get("/v1/models", headers={"authorization": f"Bearer {world['acme_key'].plaintext}"})
+    globex = await client.get("/v1/models", headers={"authorization": f"Bearer {world['globex_key'].plaintext}"})
+    assert {m["id"] for m in orjson.loads(acme.content)["data"]} == {"echo", "acme-private"}
+    assert {m["id"] for m in orjson.loads(globex.content)["data"]} == {"echo"}
+    limited = await sync_to_async(factories.make_key)(world["acme"], allowed_routes=["echo"])
+    only = await client.get("/v1/models", headers={"authorization": f"Bearer {limited.plaintext}"})
+    assert [m["id"] for m in orjson.loads(only.content)["data"]] == ["echo"]
+
+
+async def test_models_without_a_key_is_401(world):
+    response = await AsyncClient().get("/v1/models")
+    assert_envelope(response, 401, "invalid_request_error", "invalid_api_key")
+
+
+async def test_an_unknown_path_is_a_404_envelope(world):
+    response = await AsyncClient().get("/v1/nothing-here")
+    assert_envelope(response, 404, "invalid_request_error")
+
+
+async def test_a_warm_request_makes_no_database_query(world):
+    key = world["acme_key"].plaintext
+    assert (await post(key, {"model": "echo", "messages": USER})).status_code == 200  # warms up
+    with count_queries_everywhere() as counter:
+        for _ in range(5):
+            response = await post(key, {"model": "echo", "messages": USER})
+            assert response.status_code == 200
+        stream = await post(key, {"model": "echo", "messages": USER, "stream": True})
+        _ = [part async for part in stream.streaming_content]
+        models = await AsyncClient().get("/v1/models", headers={"authorization": f"Bearer {key}"})
+        assert models.status_code == 200
+    assert counter.queries == []
+    # ...and the rows were queued, not lost: writing them is the writer's job.
+    assert len(await audit_rows()) == 8
+
+
+async def test_a_change_made_by_another_process_reaches_the_snapshot(world, settings):
+    """Another process's write shows up only as a moved generation counter: no signal here."""
+    from gateway_project.lib import generation
+    from tenants.models import ApiKey
+
+    settings.GATEWAY_SNAPSHOT_CHECK_SECONDS = 0
+    key = world["acme_key"]
+    assert (await post(key.plaintext, {"model": "echo", "messages": USER})).status_code == 200
+    await sync_to_async(
+        lambda: ApiKey.objects.filter(pk=key.api_key.pk).update(revoked_at=timezone.now())
+    )()
+    # Still served from the warm snapshot: nothing told this process yet.
+    assert (await post(key.plaintext, {"model": "echo", "messages": USER})).status_code == 200
+    await sync_to_async(generation.bump)()
+    assert (await post(key.plaintext, {"model": "echo", "messages": USER})).status_code == 401
