@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from django.contrib import admin
+from django.db import models
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
@@ -20,7 +21,15 @@ class ProviderModelInline(admin.TabularInline):
 
 @admin.register(Provider)
 class ProviderAdmin(admin.ModelAdmin):
-    list_display = ("name", "kind", "base_url", "api_key_env", "secret_present", "model_count", "enabled")
+    list_display = (
+        "name",
+        "kind",
+        "base_url",
+        "api_key_env",
+        "secret_present",
+        "model_count",
+        "enabled",
+    )
     list_filter = ("kind", "enabled")
     search_fields = ("name", "base_url")
     readonly_fields = ("secret_present", "updated_at")
@@ -43,6 +52,8 @@ class ProviderAdmin(admin.ModelAdmin):
         (None, {"fields": ("updated_at",)}),
     )
     inlines = (ProviderModelInline,)
+    # Provider endpoints are https; also silences Django 5's http-default deprecation.
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Provider]:
         return super().get_queryset(request).annotate(model_total=Count("models"))
@@ -64,7 +75,13 @@ class ProviderAdmin(admin.ModelAdmin):
 class ProviderModelAdmin(admin.ModelAdmin):
     """Registered mainly so route targets can pick a model with autocomplete."""
 
-    list_display = ("__str__", "provider", "input_per_million", "output_per_million", "context_window")
+    list_display = (
+        "__str__",
+        "provider",
+        "input_per_million",
+        "output_per_million",
+        "context_window",
+    )
     list_filter = ("provider",)
     list_select_related = ("provider",)
     search_fields = ("name", "provider__name")

@@ -98,6 +98,10 @@ class TenantAdmin(admin.ModelAdmin):
     inlines = (ApiKeyInline,)
     actions = ("suspend", "activate")
 
+    def get_inlines(self, request: HttpRequest, obj: Tenant | None) -> Any:
+        # A tenant being added has no keys yet, and keys are issued on their own page.
+        return self.inlines if obj is not None else ()
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[Tenant]:
         return (
             super()
@@ -182,14 +186,21 @@ class ApiKeyForm(forms.ModelForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         names = list(
-            Route.objects.order_by("name").values_list("name", flat=True).distinct()[
-                : _ROUTE_HINT_LIMIT + 1
-            ]
+            Route.objects.order_by("name")
+            .values_list("name", flat=True)
+            .distinct()[: _ROUTE_HINT_LIMIT + 1]
         )
         if names:
             shown = ", ".join(names[:_ROUTE_HINT_LIMIT])
             more = ", …" if len(names) > _ROUTE_HINT_LIMIT else ""
             self.fields["allowed_routes"].help_text += f" Known routes: {shown}{more}."
+
+    def clean_expires_at(self) -> Any:
+        expires_at = self.cleaned_data.get("expires_at")
+        # Only when issuing: an existing key may well have expired since.
+        if not self.instance.pk and expires_at is not None and expires_at <= timezone.now():
+            raise forms.ValidationError("A new key must expire in the future.")
+        return expires_at
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
@@ -197,7 +208,9 @@ class ApiKeyForm(forms.ModelForm):
         tenant = cleaned.get("tenant") or (self.instance.tenant if self.instance.pk else None)
         names = cleaned.get("allowed_routes") or []
         if tenant is not None and names:
-            known = set(routes_visible_to(tenant).filter(name__in=names).values_list("name", flat=True))
+            known = set(
+                routes_visible_to(tenant).filter(name__in=names).values_list("name", flat=True)
+            )
             unknown = [name for name in names if name not in known]
             if unknown:
                 # A typo here would silently lock the key out of the route it was made for.
@@ -237,7 +250,6 @@ class ApiKeyAdmin(admin.ModelAdmin):
         "routes",
         "expires_at",
         "last_used_at",
-        "created_at",
     )
     list_select_related = ("tenant",)
     list_filter = (KeyStatusFilter,)
@@ -323,7 +335,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         messages.success(
             request,
             format_html(
-                "Issued key “{}” for tenant {}: <code class=\"issued-key\">{}</code>",
+                'Issued key “{}” for tenant {}: <code class="issued-key">{}</code>',
                 obj.name,
                 obj.tenant,
                 issued.plaintext,

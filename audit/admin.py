@@ -1,0 +1,297 @@
+"""Admin for redaction rules and the (read-only, very large) audit log."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db import connections
+from django.db.models import Model, Q, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.functional import cached_property
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+
+from audit.models import AuditEvent, RedactionRule
+from audit.redaction import compile_rules
+
+_PRE_STYLE = (
+    "white-space: pre-wrap; word-break: break-word; max-height: 40em; overflow: auto; "
+    "margin: 0; padding: 6px 8px; background: var(--darkened-bg); border-radius: 4px;"
+)
+
+
+# --- Redaction rules ---------------------------------------------------------------------------
+
+
+class RuleTestForm(forms.Form):
+    sample = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 6, "cols": 80}),
+        help_text="Nothing typed here is stored.",
+    )
+
+
+@admin.register(RedactionRule)
+class RedactionRuleAdmin(admin.ModelAdmin):
+    list_display = ("name", "detector", "scope", "replacement", "enabled", "position")
+    list_display_links = ("name",)
+    list_editable = ("enabled", "position")
+    list_filter = ("detector", "scope", "enabled")
+    search_fields = ("name", "pattern")
+    ordering = ("position", "id")
+
+    def get_urls(self) -> list[URLPattern]:
+        test = path(
+            "<path:object_id>/test/",
+            self.admin_site.admin_view(self.test_view),
+            name="audit_redactionrule_test",
+        )
+        return [test, *super().get_urls()]
+
+    def test_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        rule = get_object_or_404(RedactionRule, pk=object_id)
+        if not self.has_view_or_change_permission(request, rule):
+            raise PermissionDenied
+        form = RuleTestForm(request.POST or None)
+        result = None
+        if request.method == "POST" and form.is_valid():
+            # The same compiler the gateway uses, on this one rule (enabled or not), so what
+            # the operator sees is what the audit copy would get.
+            result = compile_rules([rule]).redact_for_audit(form.cleaned_data["sample"])
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"Test rule “{rule.name}”",
+            "rule": rule,
+            "form": form,
+            "result": result,
+            "change_url": reverse("admin:audit_redactionrule_change", args=[rule.pk]),
+        }
+        return TemplateResponse(request, "admin/audit/redactionrule/test.html", context)
+
+
+# --- Audit log ---------------------------------------------------------------------------------
+
+
+class EstimatedCountPaginator(Paginator):
+    """A paginator that never runs an unbounded COUNT(*).
+
+    Counting a Postgres table of millions of rows reads all of it. Without filters the
+    planner's own estimate (pg_class.reltuples) is good enough to draw the page links;
+    with filters the count stops at `cap` rows and the changelist says "cap+".
+    """
+
+    cap = 10_000
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.is_estimate = False
+        self.is_capped = False
+
+    @cached_property
+    def count(self) -> int:
+        queryset: QuerySet[Any] = self.object_list  # type: ignore[assignment]
+        if not queryset.query.where and connections[queryset.db].vendor == "postgresql":
+            estimate = self._planner_estimate(queryset)
+            # Below the cap an exact count is cheap, and reltuples is -1 before the first
+            # ANALYZE, so small or fresh tables fall through to counting.
+            if estimate > self.cap:
+                self.is_estimate = True
+                return estimate
+        counted = queryset.order_by().values("pk")[: self.cap + 1].count()
+        if counted > self.cap:
+            self.is_capped = True
+            return self.cap
+        return counted
+
+    @staticmethod
+    def _planner_estimate(queryset: QuerySet[Any]) -> int:
+        connection = connections[queryset.db]
+        table = connection.ops.quote_name(queryset.model._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(%s)", [table]
+            )
+            row = cursor.fetchone()
+        return int(row[0]) if row and row[0] is not None else -1
+
+
+def _pretty_json(value: Any) -> SafeString:
+    text = json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
+    return format_html('<pre style="{}">{}</pre>', _PRE_STYLE, text)
+
+
+def _message_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    return json.dumps(content, indent=2, ensure_ascii=False, default=str)
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    """Strictly read-only: rows are written by the gateway and kept as evidence."""
+
+    list_display = (
+        "when",
+        "tenant_name",
+        "route",
+        "provider",
+        "model",
+        "outcome",
+        "status",
+        "latency",
+        "tokens",
+        "cost",
+    )
+    list_filter = ("outcome", "stream", "fallback_used")
+    # Facet counts would run one COUNT per filter choice over the whole table.
+    show_facets = admin.ShowFacets.NEVER
+    date_hierarchy = "created_at"
+    # Each row carries the tenant's slug, so the list never needs to join the tenant table.
+    list_select_related = ()
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    search_fields = ("request_id", "key_prefix")
+    search_help_text = "An exact request id or key prefix (e.g. gwk_AbCd1234)."
+    actions = None
+
+    fieldsets = (
+        (
+            "Request",
+            {
+                "fields": (
+                    "request_id",
+                    "created_at",
+                    "tenant_link",
+                    "key_prefix",
+                    "route",
+                    "requested_model",
+                    "stream",
+                    "config_version",
+                )
+            },
+        ),
+        (
+            "Upstream",
+            {"fields": ("provider", "model", "fallback_used", "attempts", "attempt_log_pretty")},
+        ),
+        (
+            "Outcome",
+            {
+                "fields": (
+                    "outcome",
+                    "status_code",
+                    "error_type",
+                    "error_message",
+                    "latency",
+                    "ttft",
+                )
+            },
+        ),
+        ("Usage", {"fields": ("prompt_tokens", "completion_tokens", "total_tokens", "cost")}),
+        ("Prompt (after redaction)", {"fields": ("prompt_pretty",)}),
+        ("Response (after redaction)", {"fields": ("response_pretty",)}),
+        ("Metadata", {"fields": ("metadata_pretty",)}),
+    )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[AuditEvent], search_term: str
+    ) -> tuple[QuerySet[AuditEvent], bool]:
+        # Exact, case-sensitive matches: the default icontains/iexact lookups wrap the
+        # column in UPPER() and cannot use the request_id index on a table this size.
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        return queryset.filter(Q(request_id=term) | Q(key_prefix=term)), False
+
+    # --- columns and detail fields ---
+
+    @admin.display(description="time (UTC)", ordering="created_at")
+    def when(self, obj: AuditEvent) -> str:
+        # Seconds matter when lining a row up with a client's logs.
+        return obj.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+    @admin.display(description="tenant", ordering="tenant_slug")
+    def tenant_name(self, obj: AuditEvent) -> str:
+        # Not the `tenant` foreign key: that would load one tenant per row.
+        return obj.tenant_slug or "—"
+
+    @admin.display(description="status", ordering="status_code")
+    def status(self, obj: AuditEvent) -> int:
+        return obj.status_code
+
+    @admin.display(description="tokens", ordering="total_tokens")
+    def tokens(self, obj: AuditEvent) -> int:
+        return obj.total_tokens
+
+    @admin.display(description="latency", ordering="latency_ms")
+    def latency(self, obj: AuditEvent) -> str:
+        return f"{obj.latency_ms} ms"
+
+    @admin.display(description="time to first token")
+    def ttft(self, obj: AuditEvent) -> str:
+        return f"{obj.ttft_ms} ms" if obj.ttft_ms is not None else "—"
+
+    @admin.display(description="cost (USD)", ordering="cost_usd")
+    def cost(self, obj: AuditEvent) -> str:
+        return f"${obj.cost_usd:.6f}"
+
+    @admin.display(description="tenant")
+    def tenant_link(self, obj: AuditEvent) -> str:
+        if obj.tenant_id is None:
+            return f"{obj.tenant_slug} (deleted)" if obj.tenant_slug else "—"
+        url = reverse("admin:tenants_tenant_change", args=[obj.tenant_id])
+        return format_html('<a href="{}">{}</a>', url, obj.tenant_slug or obj.tenant_id)
+
+    @admin.display(description="messages")
+    def prompt_pretty(self, obj: AuditEvent) -> str:
+        messages = obj.prompt if isinstance(obj.prompt, list) else [obj.prompt]
+        if not messages:
+            return "—"
+        rows = []
+        for message in messages:
+            if not isinstance(message, dict):
+                rows.append(("?", _message_text(message)))
+                continue
+            text = _message_text(message.get("content") or "")
+            extras = {k: v for k, v in message.items() if k not in ("role", "content")}
+            if extras:
+                # Tool calls, tool_call_id, name...: shown as sent, after the text.
+                text = f"{text}\n\n{_message_text(extras)}".strip()
+            rows.append((str(message.get("role", "?")), text))
+        return format_html_join(
+            "",
+            '<div style="margin-bottom: 8px;"><strong>{}</strong><pre style="{}">{}</pre></div>',
+            ((role, _PRE_STYLE, text) for role, text in rows),
+        )
+
+    @admin.display(description="response")
+    def response_pretty(self, obj: AuditEvent) -> str:
+        if not obj.response:
+            return "—"
+        return format_html('<pre style="{}">{}</pre>', _PRE_STYLE, obj.response)
+
+    @admin.display(description="attempt log")
+    def attempt_log_pretty(self, obj: AuditEvent) -> str:
+        return _pretty_json(obj.attempt_log) if obj.attempt_log else "—"
+
+    @admin.display(description="metadata")
+    def metadata_pretty(self, obj: AuditEvent) -> str:
+        return _pretty_json(obj.metadata) if obj.metadata else "—"

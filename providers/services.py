@@ -1,0 +1,66 @@
+"""Writes for providers and their models. The admin, commands and importer call these."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from gateway_project.lib.upsert import Upserted, upsert
+from providers.models import Provider, ProviderModel
+
+DEFAULT_TIMEOUT_S = Decimal("60")
+DEFAULT_CONNECT_TIMEOUT_S = Decimal("5")
+
+
+def _decimal(value: Decimal | int, field: str) -> Decimal:
+    # Prices and timeouts are exact; a float here would already have lost digits.
+    if isinstance(value, bool) or not isinstance(value, Decimal | int):
+        raise TypeError(f"{field} must be a Decimal, not {type(value).__name__}.")
+    return Decimal(value)
+
+
+def provider_upsert(
+    *,
+    name: str,
+    kind: str,
+    base_url: str = "",
+    api_key_env: str = "",
+    api_version: str = "",
+    timeout_s: Decimal | int = DEFAULT_TIMEOUT_S,
+    connect_timeout_s: Decimal | int = DEFAULT_CONNECT_TIMEOUT_S,
+    stub_delay_ms: int = 0,
+    enabled: bool = True,
+) -> Upserted[Provider]:
+    """Create the provider `name` or bring every other field to the values given."""
+    return upsert(
+        Provider,
+        lookup={"name": name},
+        values={
+            "kind": kind,
+            "base_url": base_url,
+            "api_key_env": api_key_env,
+            "api_version": api_version,
+            "timeout_s": _decimal(timeout_s, "timeout_s"),
+            "connect_timeout_s": _decimal(connect_timeout_s, "connect_timeout_s"),
+            "stub_delay_ms": stub_delay_ms,
+            "enabled": enabled,
+        },
+    )
+
+
+def provider_model_upsert(
+    *,
+    provider: Provider,
+    name: str,
+    input_per_million: Decimal | int,
+    output_per_million: Decimal | int,
+    context_window: int | None = None,
+) -> Upserted[ProviderModel]:
+    return upsert(
+        ProviderModel,
+        lookup={"provider": provider, "name": name},
+        values={
+            "input_per_million": _decimal(input_per_million, "input_per_million"),
+            "output_per_million": _decimal(output_per_million, "output_per_million"),
+            "context_window": context_window,
+        },
+    )

@@ -1,0 +1,267 @@
+"""Apply a gateway configuration document to the database, all or nothing.
+
+Semantics, in short (docs/gateway.example.yaml says the same for operators):
+
+- Upsert by natural key: providers by name, models by (provider, name), tenants by
+  slug, routes by (tenant, name), redaction rules by name. A field left out of the file
+  means its default.
+- A route's targets, and the budgets and rate limits of any tenant, route or the
+  global scope that lists them, are replaced as a whole by what the file says.
+- Nothing is deleted by default: rows the file does not mention are left alone, so a
+  partial file can be applied to a live gateway. With `prune=True` the file becomes
+  the whole truth for routes (with their targets and limits), redaction rules, and the
+  limits of the subjects it names. Providers, models and tenants are never pruned:
+  tenants own API keys and audit history, and models are referenced by targets;
+  disable them instead.
+- Everything runs in one transaction. Any problem raises ConfigError and writes
+  nothing; `dry_run=True` does all the work and then rolls it back, so its report is
+  exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from audit.models import RedactionRule
+from audit.services import redaction_rule_delete, redaction_rule_upsert
+from billing.models import Scope
+from billing.services import Subject, budgets_replace, rate_limits_replace
+from gateway_project.lib.upsert import Change, SyncResult, Upserted, upsert
+from providers.models import ProviderModel
+from providers.selectors import provider_models_by_name
+from providers.services import provider_model_upsert, provider_upsert
+from routing.config_io.parse import parse_config
+from routing.config_io.reader import join
+from routing.config_io.schema import ConfigError, GatewayConfig, Issue, Limits, TenantConf
+from routing.models import Route
+from routing.services import TargetSpec, route_delete, route_upsert
+from tenants.models import Tenant
+
+ENTITIES = (
+    "providers", "provider_models", "tenants", "routes", "budgets", "rate_limits",
+    "redaction_rules",
+)  # fmt: skip
+
+
+@dataclass
+class ImportReport:
+    dry_run: bool = False
+    prune: bool = False
+    counts: dict[str, dict[Change, int]] = field(
+        default_factory=lambda: {entity: dict.fromkeys(Change, 0) for entity in ENTITIES}
+    )
+    warnings: list[str] = field(default_factory=list)
+
+    def add(self, entity: str, change: Change, n: int = 1) -> None:
+        self.counts[entity][change] += n
+
+    def add_sync(self, entity: str, result: SyncResult) -> None:
+        self.add(entity, Change.CREATED, result.created)
+        self.add(entity, Change.UPDATED, result.updated)
+        self.add(entity, Change.UNCHANGED, result.unchanged)
+        self.add(entity, Change.DELETED, result.deleted)
+
+    def total(self, change: Change) -> int:
+        return sum(counts[change] for counts in self.counts.values())
+
+    @property
+    def changed(self) -> bool:
+        return any(
+            self.total(change) for change in (Change.CREATED, Change.UPDATED, Change.DELETED)
+        )
+
+    def summary(self) -> str:
+        lines = []
+        for entity, counts in self.counts.items():
+            if any(counts.values()):
+                parts = [f"{n} {change}" for change, n in counts.items() if n]
+                lines.append(f"{entity}: {', '.join(parts)}")
+        if not self.changed:
+            lines.append("Nothing to change.")
+        if self.dry_run:
+            lines.append("Dry run: nothing was written.")
+        return "\n".join(lines)
+
+
+def _messages(exc: ValidationError) -> list[str]:
+    if hasattr(exc, "error_dict"):
+        return [f"{name}: {' '.join(errors)}" for name, errors in exc.message_dict.items()]
+    return list(exc.messages)
+
+
+def _tenant_upsert(conf: TenantConf) -> Upserted[Tenant]:
+    # tenants.services has tenant_create but no update yet; this is the same single write.
+    return upsert(
+        Tenant,
+        lookup={"slug": conf.slug},
+        values={"name": conf.name, "status": conf.status, "metadata": conf.metadata},
+    )
+
+
+class _Importer:
+    def __init__(self, config: GatewayConfig, report: ImportReport, source: str) -> None:
+        self.config = config
+        self.report = report
+        self.source = source
+
+    @contextmanager
+    def at(self, path: str) -> Iterator[None]:
+        """Report a model validation failure under the document path that caused it."""
+        try:
+            yield
+        except ValidationError as exc:
+            issues = [Issue(path, message) for message in _messages(exc)]
+            raise ConfigError(issues, source=self.source) from exc
+
+    def run(self) -> None:
+        self.check_references()
+        self.apply_providers()
+        tenants = self.apply_tenants()
+        routes = self.apply_routes(tenants)
+        self.apply_limits(Subject.of(None), Limits(rate_limits=self.config.rate_limits), "")
+        rules = self.apply_rules()
+        if self.report.prune:
+            self.prune(routes, rules)
+
+    def check_references(self) -> None:
+        """Every tenant and model a route names exists, in the file or the database."""
+        tenants = {t.slug for t in self.config.tenants}
+        wanted = {route.tenant for route in self.config.routes if route.tenant} - tenants
+        tenants |= set(Tenant.objects.filter(slug__in=wanted).values_list("slug", flat=True))
+        models = {(p.name, m.name) for p in self.config.providers for m in p.models}
+        models |= set(provider_models_by_name())
+        providers = {provider for provider, _ in models}
+        issues = []
+        for route in self.config.routes:
+            if route.tenant and route.tenant not in tenants:
+                issues.append(Issue(join(route.path, "tenant"), f"no tenant {route.tenant!r}"))
+            for target in route.targets:
+                if target.provider not in providers:
+                    message = f"no provider {target.provider!r}"
+                elif (target.provider, target.model) not in models:
+                    message = f"provider {target.provider!r} has no model {target.model!r}"
+                else:
+                    continue
+                issues.append(Issue(target.path, message + " in this file or the database"))
+        if issues:
+            raise ConfigError(issues, source=self.source)
+
+    def apply_providers(self) -> None:
+        for conf in self.config.providers:
+            with self.at(conf.path):
+                result = provider_upsert(
+                    name=conf.name,
+                    kind=conf.kind,
+                    base_url=conf.base_url,
+                    api_key_env=conf.api_key_env,
+                    api_version=conf.api_version,
+                    timeout_s=conf.timeout_s,
+                    connect_timeout_s=conf.connect_timeout_s,
+                    stub_delay_ms=conf.stub_delay_ms,
+                    enabled=conf.enabled,
+                )
+            self.report.add("providers", result.change)
+            for model in conf.models:
+                with self.at(model.path):
+                    upserted = provider_model_upsert(
+                        provider=result.instance,
+                        name=model.name,
+                        input_per_million=model.input_per_million,
+                        output_per_million=model.output_per_million,
+                        context_window=model.context_window,
+                    )
+                self.report.add("provider_models", upserted.change)
+
+    def apply_tenants(self) -> dict[str, Tenant]:
+        for conf in self.config.tenants:
+            with self.at(conf.path):
+                result = _tenant_upsert(conf)
+            self.report.add("tenants", result.change)
+            self.apply_limits(Subject.of(result.instance), conf.limits, conf.path)
+        slugs = {route.tenant for route in self.config.routes if route.tenant}
+        return {tenant.slug: tenant for tenant in Tenant.objects.filter(slug__in=slugs)}
+
+    def apply_routes(self, tenants: dict[str, Tenant]) -> set[int]:
+        models: dict[tuple[str, str], ProviderModel] = provider_models_by_name()
+        kept: set[int] = set()
+        for conf in self.config.routes:
+            targets = [
+                TargetSpec(
+                    provider_model=models[(target.provider, target.model)],
+                    weight=target.weight,
+                    enabled=target.enabled,
+                )
+                for target in conf.targets
+            ]
+            with self.at(conf.path):
+                result = route_upsert(
+                    name=conf.name,
+                    tenant=tenants[conf.tenant] if conf.tenant else None,
+                    strategy=conf.strategy,
+                    description=conf.description,
+                    enabled=conf.enabled,
+                    targets=targets,
+                )
+            self.report.add("routes", result.change)
+            kept.add(result.instance.pk)
+            self.apply_limits(Subject.of(result.instance), conf.limits, conf.path)
+        return kept
+
+    def apply_limits(self, subject: Subject, limits: Limits, path: str) -> None:
+        # Absent from the file: untouched, unless pruning makes the file the whole truth.
+        prune = self.report.prune
+        rate_limits = limits.rate_limits if limits.rate_limits is not None or not prune else ()
+        budgets = limits.budgets if limits.budgets is not None or not prune else ()
+        if rate_limits is not None:
+            with self.at(join(path, "rate_limits")):
+                result = rate_limits_replace(subject=subject, rate_limits=list(rate_limits))
+            self.report.add_sync("rate_limits", result)
+        if budgets is not None and subject.scope != Scope.GLOBAL:  # budgets are never global
+            with self.at(join(path, "budgets")):
+                result = budgets_replace(subject=subject, budgets=list(budgets))
+            self.report.add_sync("budgets", result)
+
+    def apply_rules(self) -> set[str]:
+        for position, conf in enumerate(self.config.redaction_rules):
+            with self.at(conf.path):
+                result = redaction_rule_upsert(
+                    name=conf.name,
+                    detector=conf.detector,
+                    pattern=conf.pattern,
+                    replacement=conf.replacement,
+                    scope=conf.scope,
+                    enabled=conf.enabled,
+                    position=position,
+                )
+            self.report.add("redaction_rules", result.change)
+        return {conf.name for conf in self.config.redaction_rules}
+
+    def prune(self, routes: set[int], rules: set[str]) -> None:
+        for route in Route.objects.exclude(pk__in=routes):
+            route_delete(route=route)
+            self.report.add("routes", Change.DELETED)
+        for rule in RedactionRule.objects.exclude(name__in=rules):
+            redaction_rule_delete(rule=rule)
+            self.report.add("redaction_rules", Change.DELETED)
+
+
+def config_import(
+    *, data: Any, dry_run: bool = False, prune: bool = False, source: str = "<config>"
+) -> ImportReport:
+    """Validate `data` (a parsed YAML document) and apply it in one transaction.
+
+    Raises ConfigError, with nothing written, if anything in it is wrong.
+    """
+    config = parse_config(data, source=source)
+    report = ImportReport(dry_run=dry_run, prune=prune, warnings=list(config.warnings))
+    with transaction.atomic():
+        _Importer(config, report, source).run()
+        if dry_run:
+            transaction.set_rollback(True)
+    return report

@@ -1,0 +1,28 @@
+"""Reads for routes (admin, commands; the proxy reads the snapshot instead)."""
+
+from __future__ import annotations
+
+from django.db.models import Prefetch, Q, QuerySet
+
+from routing.models import Route, RouteTarget
+from tenants.models import Tenant
+
+
+def route_list() -> QuerySet[Route]:
+    """Every route with its tenant and its targets (in order) in three queries."""
+    targets = RouteTarget.objects.select_related("provider_model__provider").order_by(
+        "position", "id"
+    )
+    return Route.objects.select_related("tenant").prefetch_related(
+        Prefetch("targets", queryset=targets)
+    )
+
+
+def route_find(*, name: str, tenant: Tenant | None = None) -> Route | None:
+    return Route.objects.filter(name=name, tenant=tenant).first()
+
+
+def route_names_visible_to(*, tenant: Tenant) -> set[str]:
+    """Names a key of `tenant` can call: the global routes and the tenant's own."""
+    routes = Route.objects.filter(Q(tenant__isnull=True) | Q(tenant=tenant))
+    return set(routes.values_list("name", flat=True))

@@ -1,0 +1,86 @@
+"""Management API for tenants and their keys (staff only).
+
+GET/POST        /api/v1/tenants/
+GET/PUT/PATCH   /api/v1/tenants/<slug>/
+GET/POST        /api/v1/tenants/<slug>/keys/          POST issues a key
+GET             /api/v1/tenants/<slug>/keys/<id>/
+POST            /api/v1/tenants/<slug>/keys/<id>/revoke/
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.shortcuts import get_object_or_404
+from rest_framework import generics, mixins, status, viewsets
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
+
+from gateway_project.lib.drf import ManagementAPIMixin
+from tenants.models import ApiKey, Tenant
+from tenants.selectors import api_keys_for_tenant
+from tenants.serializers import ApiKeyIssueSerializer, ApiKeySerializer, TenantSerializer
+from tenants.services import api_key_issue, api_key_revoke
+
+
+class TenantViewSet(
+    ManagementAPIMixin,
+    mixins.ListModelMixin,
+    mixins.CreateModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
+    queryset = Tenant.objects.order_by("slug")
+    serializer_class = TenantSerializer
+    lookup_field = "slug"
+
+
+class _TenantKeysBase(ManagementAPIMixin, generics.GenericAPIView):
+    serializer_class = ApiKeySerializer
+
+    def get_tenant(self) -> Tenant:
+        return get_object_or_404(Tenant, slug=self.kwargs["slug"])
+
+    def get_queryset(self) -> Any:
+        return api_keys_for_tenant(tenant=self.get_tenant()).select_related("tenant")
+
+
+class TenantKeysView(_TenantKeysBase):
+    def get_serializer_class(self) -> type[BaseSerializer]:
+        # Also what the browsable API draws its POST form from.
+        if self.request.method == "POST":
+            return ApiKeyIssueSerializer
+        return ApiKeySerializer
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        context = super().get_serializer_context()
+        if self.request.method == "POST":
+            context["tenant"] = self.get_tenant()
+        return context
+
+    def get(self, request: Request, slug: str) -> Response:
+        serializer = ApiKeySerializer(self.get_queryset(), many=True)
+        return Response(serializer.data)
+
+    def post(self, request: Request, slug: str) -> Response:
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        issued = api_key_issue(tenant=serializer.context["tenant"], **serializer.validated_data)
+        body = {**ApiKeySerializer(issued.api_key).data, "key": issued.plaintext}
+        # The only response that ever carries the plaintext: no cache may keep a copy.
+        return Response(body, status=status.HTTP_201_CREATED, headers={"Cache-Control": "no-store"})
+
+
+class TenantKeyDetailView(_TenantKeysBase):
+    def get(self, request: Request, slug: str, pk: int) -> Response:
+        api_key = get_object_or_404(self.get_queryset(), pk=pk)
+        return Response(ApiKeySerializer(api_key).data)
+
+
+class TenantKeyRevokeView(_TenantKeysBase):
+    def post(self, request: Request, slug: str, pk: int) -> Response:
+        api_key: ApiKey = get_object_or_404(self.get_queryset(), pk=pk)
+        api_key_revoke(api_key=api_key)
+        return Response(ApiKeySerializer(api_key).data)

@@ -1,0 +1,73 @@
+"""The provider admin: models inline, and whether the key's env var is set (never its value)."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from providers.models import Provider
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "admin:providers_provider_changelist",
+        "admin:providers_provider_add",
+        "admin:providers_providermodel_changelist",
+        "admin:providers_providermodel_add",
+    ],
+)
+def test_provider_pages_render(admin_client, url):
+    factories.make_model(factories.make_provider())
+    assert admin_client.get(reverse(url)).status_code == 200
+
+
+def test_it_says_whether_the_secret_is_set_without_showing_it(admin_client, monkeypatch):
+    monkeypatch.setenv("GW_TEST_OPENAI_KEY", "sk-very-secret-value")
+    with_key = factories.make_provider("openai", kind="openai", api_key_env="GW_TEST_OPENAI_KEY")
+    without = factories.make_provider("other", kind="openai", api_key_env="GW_TEST_UNSET_KEY")
+
+    changelist = admin_client.get(reverse("admin:providers_provider_changelist"))
+    page = admin_client.get(reverse("admin:providers_provider_change", args=[with_key.pk]))
+
+    for response in (changelist, page):
+        content = response.content.decode()
+        assert "GW_TEST_OPENAI_KEY" in content
+        assert "sk-very-secret-value" not in content
+    admin = changelist.context["cl"].model_admin
+    assert admin.secret_present(with_key) is True
+    assert admin.secret_present(without) is False
+    assert 'alt="True"' in page.content.decode()
+
+
+def test_it_creates_a_provider_with_its_models_inline(admin_client):
+    response = admin_client.post(
+        reverse("admin:providers_provider_add"),
+        {
+            "name": "openai",
+            "kind": "openai",
+            "enabled": "on",
+            "base_url": "https://api.openai.com/v1",
+            "api_key_env": "OPENAI_API_KEY",
+            "api_version": "",
+            "connect_timeout_s": "5",
+            "timeout_s": "60",
+            "stub_delay_ms": "0",
+            "models-TOTAL_FORMS": "1",
+            "models-INITIAL_FORMS": "0",
+            "models-MIN_NUM_FORMS": "0",
+            "models-MAX_NUM_FORMS": "1000",
+            "models-0-name": "gpt-4o-mini",
+            "models-0-input_per_million": "0.15",
+            "models-0-output_per_million": "0.60",
+            "models-0-context_window": "128000",
+        },
+    )
+    assert response.status_code == 302, response.context and response.context["errors"]
+    provider = Provider.objects.get(name="openai")
+    assert [(m.name, str(m.output_per_million)) for m in provider.models.all()] == [
+        ("gpt-4o-mini", "0.600000")
+    ]
