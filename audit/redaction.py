@@ -192,6 +192,16 @@ class CompiledRules:
     def redact_for_upstream(self, text: str) -> str:
         return _run(self._upstream, text)
 
+    def audit_messages(self, messages: list) -> list:
+        """A redacted copy of chat messages for the audit row."""
+        return redact_messages(messages, self.redact_for_audit)
+
+    def upstream_messages(self, messages: list) -> list:
+        """The messages to send upstream: the very same list when no rule applies there."""
+        if not self.has_upstream_rules:
+            return messages
+        return redact_messages(messages, self.redact_for_upstream)
+
 
 def compile_rules(rules: Iterable[RuleLike]) -> CompiledRules:
     """Compile rules in the order given (callers pass them ordered by position)."""

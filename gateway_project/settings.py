@@ -91,8 +91,11 @@ else:
         }
     }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Tests run a real gateway process beside pytest: it must see the same file.
-    DATABASES["default"].setdefault("TEST", {})["NAME"] = str(STATE_DIR / "test.sqlite3")
+    # Tests run a real gateway process beside pytest: it must see the same file (one per
+    # test run, so two runs side by side do not share it).
+    DATABASES["default"].setdefault("TEST", {})["NAME"] = str(
+        STATE_DIR / f"test-{os.getpid()}.sqlite3"
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis, cache, channels, celery --------------------------------------------------------
@@ -135,6 +138,7 @@ STATIC_ROOT = STATE_DIR / "static"
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    "EXCEPTION_HANDLER": "gateway_project.lib.drf.exception_handler",
 }
 
 LOGGING = {

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path, re_path
 
+from gateway_project import views
 from gateway_project.api import api
 
 admin.site.site_header = "LLM Gateway"
 admin.site.site_title = "LLM Gateway admin"
 admin.site.index_title = "Tenants, keys, routes and the audit log"
 
+handler404 = "gateway_project.views.not_found"
+handler500 = "gateway_project.views.server_error"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/v1/", include("gateway_project.rest_urls")),
     path("", api.urls),
+    # Unknown API paths answer in the envelope even with DEBUG on (no technical 404 page).
+    re_path(r"^v1/", views.not_found),
 ]

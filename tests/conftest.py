@@ -78,6 +78,18 @@ def count_queries_everywhere() -> Iterator[QueryCounter]:
         db_utils.CursorWrapper.executemany = original_executemany  # type: ignore[method-assign]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _close_worker_thread_connections():
+    """Async tests run ORM calls on asgiref's shared worker thread; close its connection
+    at the end so the test database can be dropped."""
+    yield
+    from asgiref.sync import SyncToAsync
+    from django.db import connections
+
+    executor = SyncToAsync.single_thread_executor
+    executor.submit(connections.close_all).result()
+
+
 @pytest.fixture(scope="session")
 def gateway(django_db_setup, django_db_blocker) -> Iterator[GatewayProcess]:
     """A real gateway server process (uvicorn) on the test database."""

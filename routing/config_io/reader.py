@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from django.db.models import TextChoices
+
 from audit.detectors import contains_api_key
 from billing.models import Budget
 from billing.services import BudgetSpec, RateLimitSpec
@@ -34,6 +36,8 @@ def _kind(value: object) -> str:
 
 
 class Reader:
+    """Collects issues and warnings while the section parsers read the document."""
+
     def __init__(self) -> None:
         self.issues: list[Issue] = []
         self.warnings: list[str] = []
@@ -81,7 +85,7 @@ class Reader:
         path: str,
         *,
         default: str = "",
-        choices: Any = None,
+        choices: type[TextChoices] | None = None,
         pattern: re.Pattern[str] | None = None,
         hint: str = "",
     ) -> str:

@@ -219,3 +219,11 @@ def test_the_audit_list_makes_a_fixed_number_of_queries(
     with django_assert_max_num_queries(8):
         response = admin_client.get(reverse("admin:audit_auditevent_changelist"))
     assert "globex" in response.content.decode()
+
+
+def test_the_list_says_when_its_count_stopped_at_the_cap(admin_client, monkeypatch):
+    monkeypatch.setattr(EstimatedCountPaginator, "cap", 2)
+    for index in range(3):
+        make_event(request_id=f"req_{index}")
+    response = admin_client.get(reverse("admin:audit_auditevent_changelist"))
+    assert "more than 2 audit events" in response.content.decode()

@@ -74,6 +74,7 @@ POSITIVES = {
         "github_pat_" + "11ABCDEFG0" * 8,
         "xoxb-123456789012-1234567890123-AbCdEfGhIjKl",
         "AIza" + "SyD-" * 8 + "abc",
+        "sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc",
         GATEWAY_KEY,
     ],
 }
@@ -300,6 +301,15 @@ def test_redact_messages_survives_malformed_input() -> None:
     assert out[3]["tool_calls"] == [None, {"function": None}, {"function": "x"}]
     assert out[4]["function_call"]["arguments"] == "[EMAIL]"
     assert redact_messages(None, MAIL) is None  # type: ignore[arg-type]
+
+
+def test_upstream_messages_are_not_copied_when_no_rule_applies_upstream() -> None:
+    messages = [{"role": "user", "content": "jane@example.com, card 4111 1111 1111 1111"}]
+    audit_only = compile_rules([rule("mail", "email")])
+    assert audit_only.upstream_messages(messages) is messages
+    assert audit_only.audit_messages(messages)[0]["content"] == "[MAIL], card 4111 1111 1111 1111"
+    both = compile_rules([rule("card", "credit_card", scope="audit_and_upstream")])
+    assert both.upstream_messages(messages)[0]["content"] == "jane@example.com, card [CARD]"
 
 
 def test_redact_completion_covers_choices() -> None:

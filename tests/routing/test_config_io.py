@@ -1,0 +1,360 @@
+"""Configuration as code: import, export, validation, idempotency and pruning."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db.models.signals import post_delete, post_save
+
+from audit.models import RedactionRule
+from billing.models import Budget, RateLimit, Scope
+from gateway_project.lib.upsert import Change
+from providers.models import Provider, ProviderModel
+from routing.config_io import (
+    ConfigError,
+    config_dump,
+    config_export,
+    config_import,
+    config_load,
+    config_load_file,
+)
+from routing.models import Route
+from tenants.models import Tenant
+from tests import factories
+
+SHARED_EXAMPLE = Path(settings.BASE_DIR).parent / "shared" / "gateway.example.yaml"
+DOCS_EXAMPLE = Path(settings.BASE_DIR) / "docs" / "gateway.example.yaml"
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def shared_example() -> dict:
+    if not SHARED_EXAMPLE.exists():
+        pytest.skip(f"{SHARED_EXAMPLE} is not there")
+    return config_load_file(SHARED_EXAMPLE)
+
+
+@pytest.fixture
+def writes() -> Iterator[list[str]]:
+    """Every row saved or deleted while the test runs."""
+    seen: list[str] = []
+
+    def record(sender: type, **kwargs: object) -> None:
+        seen.append(sender.__name__)
+
+    post_save.connect(record, weak=False, dispatch_uid="test-writes-save")
+    post_delete.connect(record, weak=False, dispatch_uid="test-writes-delete")
+    yield seen
+    post_save.disconnect(dispatch_uid="test-writes-save")
+    post_delete.disconnect(dispatch_uid="test-writes-delete")
+
+
+def load(text: str) -> dict:
+    return config_load(text)
+
+
+MINIMAL = """
+providers:
+  - name: local
+    kind: stub
+    models:
+      - {name: echo, input_per_million: "0", output_per_million: "0"}
+      - {name: echo2, input_per_million: "0", output_per_million: "0"}
+routes:
+  - name: echo
+    targets:
+      - {provider: local, model: echo}
+redaction_rules:
+  - {name: e-mail, detector: email, replacement: "[EMAIL]", scope: audit}
+"""
+
+
+def test_it_imports_the_shared_example(shared_example: dict) -> None:
+    report = config_import(data=shared_example)
+
+    assert report.total(Change.CREATED) > 0
+    assert set(Provider.objects.values_list("name", flat=True)) == {"openai", "anthropic", "local"}
+    mini = ProviderModel.objects.get(provider__name="openai", name="gpt-4o-mini")
+    assert mini.input_per_million == Decimal("0.15")
+    assert mini.output_per_million == Decimal("0.60")
+    assert mini.context_window == 128000
+    assert Provider.objects.get(name="openai").timeout_s == Decimal(60)
+    assert Tenant.objects.get(slug="globex").status == Tenant.Status.SUSPENDED
+
+    route = Route.objects.get(name="support_copilot")
+    assert route.tenant.slug == "acme"
+    assert [t.provider_model.name for t in route.targets.order_by("position")] == [
+        "gpt-4o-mini",
+        "claude-haiku-4-5",
+    ]
+    assert Route.objects.get(name="echo").tenant is None
+    assert RateLimit.objects.get(scope=Scope.ROUTE, route=route).rpm == 100
+    acme_budget = Budget.objects.get(scope=Scope.TENANT, tenant__slug="acme")
+    assert acme_budget.max_cost_usd == Decimal("500.00")
+    assert acme_budget.period == "monthly"
+
+    rules = list(RedactionRule.objects.order_by("position"))
+    assert [r.name for r in rules] == ["e-mail", "card", "ticket"]
+    assert rules[2].detector == "regex"
+    assert rules[2].pattern == "TCK-[0-9]{6}"
+    assert rules[1].scope == "audit_and_upstream"
+
+
+def test_importing_the_same_file_twice_changes_nothing(
+    shared_example: dict, writes: list[str]
+) -> None:
+    config_import(data=shared_example)
+    writes.clear()
+
+    report = config_import(data=shared_example)
+
+    assert report.total(Change.CREATED) == 0
+    assert report.total(Change.UPDATED) == 0
+    assert report.total(Change.DELETED) == 0
+    assert not report.changed
+    assert writes == []  # no save at all, so the proxy snapshot is not invalidated
+
+
+def test_the_documented_example_imports_and_is_idempotent() -> None:
+    data = config_load_file(DOCS_EXAMPLE)
+    config_import(data=data)
+    assert not config_import(data=data).changed
+    assert RateLimit.objects.filter(scope=Scope.GLOBAL).get().rpm == 6000
+    assert RateLimit.objects.get(scope=Scope.TENANT, model_name="support_copilot").rpm == 100
+    assert not Provider.objects.get(name="azure").enabled
+
+
+def _empty_database() -> None:
+    Route.objects.all().delete()
+    Tenant.objects.all().delete()
+    Provider.objects.all().delete()
+    RedactionRule.objects.all().delete()
+    RateLimit.objects.all().delete()
+
+
+@pytest.mark.parametrize("example", [SHARED_EXAMPLE, DOCS_EXAMPLE], ids=["shared", "docs"])
+def test_export_then_import_into_an_empty_database_round_trips(example: Path) -> None:
+    if not example.exists():
+        pytest.skip(f"{example} is not there")
+    config_import(data=config_load_file(example))
+    first = config_dump(config_export())
+
+    _empty_database()
+    config_import(data=load(first))
+    second = config_dump(config_export())
+
+    assert second == first
+    assert not config_import(data=load(first)).changed
+
+
+def test_export_writes_prices_as_decimal_strings_and_no_keys(acme: Tenant) -> None:
+    issued = factories.make_key(acme)
+    config_import(data=load(MINIMAL))
+
+    text = config_dump(config_export())
+
+    assert "input_per_million: '0.00'" in text
+    assert issued.api_key.prefix not in text
+    assert "gwk_" not in text
+
+
+def test_a_dry_run_reports_but_writes_nothing() -> None:
+    report = config_import(data=load(MINIMAL), dry_run=True)
+
+    assert report.dry_run
+    assert report.counts["providers"][Change.CREATED] == 1
+    assert report.counts["routes"][Change.CREATED] == 1
+    assert "Dry run" in report.summary()
+    assert not Provider.objects.exists()
+    assert not Route.objects.exists()
+
+
+def test_targets_are_replaced_in_file_order() -> None:
+    config_import(data=load(MINIMAL))
+    changed = load(MINIMAL)
+    changed["routes"][0]["targets"] = [
+        {"provider": "local", "model": "echo2", "weight": 2},
+        {"provider": "local", "model": "echo"},
+    ]
+
+    report = config_import(data=changed)
+
+    assert report.counts["routes"][Change.UPDATED] == 1
+    targets = Route.objects.get(name="echo").targets.order_by("position")
+    assert [(t.provider_model.name, t.weight) for t in targets] == [("echo2", 2), ("echo", 1)]
+
+
+def test_routes_may_use_models_that_are_already_in_the_database(acme: Tenant) -> None:
+    provider = factories.make_provider("vendor")
+    factories.make_model(provider, "big")
+    data = load("routes: [{name: r, tenant: acme, targets: [{provider: vendor, model: big}]}]")
+
+    config_import(data=data)
+
+    assert Route.objects.get(name="r", tenant=acme).targets.get().provider_model.name == "big"
+
+
+def test_validation_errors_name_every_problem_and_write_nothing() -> None:
+    text = """
+providers:
+  - name: openai
+    kind: openai
+    api_key: abc
+    models:
+      - {name: m, input_per_million: 0.15, output_per_million: "x"}
+  - {name: other, kind: nope}
+tenants:
+  - {slug: acme, status: sleeping, budgets: [{period: daily}]}
+routes:
+  - name: r
+    tenant: ghost
+    strategy: fastest
+    targets:
+      - {provider: openai, model: m}
+      - {provider: openai, model: missing}
+      - {provider: nobody, model: m, wieght: 2}
+redaction_rules:
+  - {name: a, detector: email, pattern: "x+"}
+  - {name: b, pattern: "(a+)+"}
+  - {name: b, detector: regex}
+"""
+    with pytest.raises(ConfigError) as caught:
+        config_import(data=load(text), source="gateway.yaml")
+
+    message = str(caught.value)
+    assert message.startswith("gateway.yaml: ")
+    for expected in [
+        "providers[0].api_key: looks like a secret",
+        "providers[0].models[0].input_per_million: write amounts as quoted decimal strings",
+        "providers[0].models[0].output_per_million: 'x' is not a decimal number",
+        "providers[1].kind: 'nope' is not one of",
+        "tenants[0].status: 'sleeping' is not one of",
+        "tenants[0].budgets[0]: set max_tokens, max_cost_usd or both",
+        "routes[0].strategy: 'fastest' is not one of",
+        "routes[0].targets[2].wieght: unknown field",
+        "redaction_rules[0].pattern: a pattern only goes with the regex detector",
+        "redaction_rules[1].pattern: The pattern nests",
+        "redaction_rules[2].pattern: the regex detector needs a pattern",
+        "redaction_rules[2]: duplicate redaction rule name",
+    ]:
+        assert expected in message
+    assert not Provider.objects.exists()
+    assert not Tenant.objects.exists()
+
+
+def test_unknown_references_are_reported_with_their_path() -> None:
+    data = load(MINIMAL)
+    data["routes"].append(
+        {
+            "name": "r",
+            "tenant": "ghost",
+            "targets": [
+                {"provider": "local", "model": "echo"},
+                {"provider": "local", "model": "missing"},
+                {"provider": "nobody", "model": "m"},
+            ],
+        }
+    )
+    with pytest.raises(ConfigError) as caught:
+        config_import(data=data)
+
+    message = str(caught.value)
+    assert "routes[1].tenant: no tenant 'ghost'" in message
+    assert "routes[1].targets[1]: provider 'local' has no model 'missing'" in message
+    assert "routes[1].targets[2]: no provider 'nobody'" in message
+    assert not Provider.objects.exists()
+
+
+def test_a_database_validation_error_rolls_back_earlier_writes() -> None:
+    data = load(MINIMAL)
+    data["providers"].append({"name": "bad", "kind": "openai", "base_url": "not a url"})
+
+    with pytest.raises(ConfigError, match=r"providers\[1\]: base_url"):
+        config_import(data=data)
+
+    assert not Provider.objects.exists()  # providers[0] was saved, then rolled back
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("providers: [{name: p, kind: openai, api_key_env: sk-abcdefghijklmnopqrstuvwxyz12}]",
+         "providers[0].api_key_env: contains what looks like an API key"),
+        ("providers: [{name: p, kind: openai, api_key_env: 'my key'}]",
+         "must be the NAME of an environment variable"),
+        ("tenants: [{slug: t, metadata: {note: 'AKIAIOSFODNN7EXAMPLE'}}]",
+         "tenants[0].metadata.note: contains what looks like an API key"),
+        ("providers: [{name: p, kind: stub, password: hunter2}]",
+         "providers[0].password: looks like a secret"),
+    ],
+)  # fmt: skip
+def test_secrets_are_refused(text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        config_import(data=load(text))
+    assert expected in str(caught.value)
+
+
+def test_yaml_problems_name_the_line() -> None:
+    with pytest.raises(ConfigError, match=r"line 4.*duplicate key 'kind'"):
+        config_load("providers:\n  - name: a\n    kind: stub\n    kind: openai\n")
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        config_load("providers: [\n")
+
+
+def test_other_versions_and_shapes_are_refused() -> None:
+    with pytest.raises(ConfigError, match="unsupported version 2"):
+        config_import(data={"version": 2})
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        config_import(data=["providers"])  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="routes: expected a list"):
+        config_import(data={"routes": {"name": "x"}})
+
+
+EXTRA = """
+routes:
+  - name: extra
+    targets: [{provider: local, model: echo}]
+    budgets: [{period: daily, max_tokens: 10}]
+tenants:
+  - slug: acme
+    name: Acme
+    rate_limits: {rpm: 5}
+redaction_rules:
+  - {name: ip, detector: ipv4}
+"""
+
+
+def test_without_prune_rows_missing_from_the_file_are_kept() -> None:
+    config_import(data=load(MINIMAL))
+    config_import(data=load(EXTRA))
+
+    report = config_import(data=load(MINIMAL))
+
+    assert report.total(Change.DELETED) == 0
+    assert Route.objects.filter(name="extra").exists()
+    assert RedactionRule.objects.filter(name="ip").exists()
+
+
+def test_prune_deletes_routes_rules_and_limits_not_in_the_file() -> None:
+    config_import(data=load(MINIMAL))
+    config_import(data=load(EXTRA))
+    data = load(MINIMAL)
+    data["tenants"] = [{"slug": "acme", "name": "Acme"}]  # no rate_limits any more
+
+    report = config_import(data=data, prune=True)
+
+    assert report.counts["routes"][Change.DELETED] == 1
+    assert report.counts["redaction_rules"][Change.DELETED] == 1
+    assert report.counts["rate_limits"][Change.DELETED] == 1
+    assert list(Route.objects.values_list("name", flat=True)) == ["echo"]
+    assert list(RedactionRule.objects.values_list("name", flat=True)) == ["e-mail"]
+    assert not RateLimit.objects.exists()
+    assert not Budget.objects.exists()  # went with the pruned route
+    assert Tenant.objects.filter(slug="acme").exists()  # tenants are never pruned
+    assert ProviderModel.objects.filter(name="echo2").exists()  # nor models
+    assert not config_import(data=data, prune=True).changed
