@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from audit.models import RedactionRule
+from datetime import timedelta
+
+from django.utils import timezone
+
+from audit.models import AuditEvent, RedactionRule
 from gateway_project.lib.upsert import Upserted, upsert
 
 
@@ -37,3 +41,18 @@ def redaction_rule_upsert(
 
 def redaction_rule_delete(*, rule: RedactionRule) -> None:
     rule.delete()
+
+
+def audit_purge_older_than(*, days: int, batch_size: int = 10_000) -> int:
+    """Delete audit rows older than `days`, in batches so no lock is held for long."""
+    cutoff = timezone.now() - timedelta(days=days)
+    deleted = 0
+    while True:
+        ids = list(
+            AuditEvent.objects.filter(created_at__lt=cutoff).values_list("pk", flat=True)[
+                :batch_size
+            ]
+        )
+        if not ids:
+            return deleted
+        deleted += AuditEvent.objects.filter(pk__in=ids).delete()[0]

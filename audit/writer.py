@@ -35,15 +35,11 @@ logger = logging.getLogger(__name__)
 
 def _redacted(row: dict) -> dict:
     """Apply the redaction rules in force for the request (done here, off the response path)."""
-    from audit.redaction import redact_messages
-
     fields = dict(row)
     redactor = fields.pop("_redactor", None)
     if redactor is not None:
         try:
-            fields["prompt"] = redact_messages(
-                fields.get("prompt") or [], redactor.redact_for_audit
-            )
+            fields["prompt"] = redactor.audit_messages(fields.get("prompt") or [])
             fields["response"] = redactor.redact_for_audit(fields.get("response") or "")
         except Exception:
             # Never store what could not be redacted.

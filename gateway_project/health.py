@@ -39,7 +39,10 @@ async def ready(request: HttpRequest) -> JsonResponse:
             checks["redis"] = False
     ok = all(checks.values())
     return JsonResponse(
-        {"status": "ok" if ok else "unavailable", "checks": checks,
-         "audit_pending": audit_writer.pending()},
+        {
+            "status": "ok" if ok else "unavailable",
+            "checks": checks,
+            "audit_pending": audit_writer.pending(),
+        },
         status=200 if ok else 503,
     )

@@ -1,8 +1,8 @@
 """OpenAI, OpenAI-compatible servers (vLLM, Ollama, LiteLLM, ...) and Azure OpenAI.
 
-They already speak the gateway's own format, so the request goes out unchanged and the
-answer comes back unchanged. The work here is the transport: credentials, timeouts,
-forcing usage into every stream, and turning each failure into the right error type.
+They already speak the gateway's own format, so the request goes out unchanged (but for the
+upstream model name) and the answer comes back unchanged. The work here is the transport:
+credentials, timeouts, forcing usage into every stream, and the right error for each failure.
 """
 
 from __future__ import annotations

@@ -32,9 +32,7 @@ class Route(models.Model):
     class Meta:
         ordering = ["name"]
         constraints = [
-            models.UniqueConstraint(
-                fields=["tenant", "name"], name="uniq_tenant_route_name"
-            ),
+            models.UniqueConstraint(fields=["tenant", "name"], name="uniq_tenant_route_name"),
             models.UniqueConstraint(
                 fields=["name"],
                 condition=models.Q(tenant__isnull=True),

@@ -26,14 +26,13 @@ import orjson
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.utils import timezone
-from providers.tokens import estimate_prompt_tokens, estimate_tokens
 
-from audit.redaction import redact_messages
 from audit.writer import audit_writer
 from gateway_project.lib import errors
 from gateway_project.lib.errors import GatewayError
 from providers.base import Target, UpstreamError, UpstreamStreamError
 from providers.registry import provider_for
+from providers.tokens import estimate_prompt_tokens, estimate_tokens
 from routing.chat_request import ChatRequest, parse_chat_request, read_json_body
 from routing.snapshot import RouteEntry, Snapshot, snapshots
 from tenants.auth import Caller, authenticate, presented_key, presented_prefix
@@ -171,8 +170,7 @@ def _upstream_body(exchange: Exchange, target: Target) -> dict:
     assert chat is not None and snap is not None
     body = dict(chat.body)
     body["model"] = target.model
-    if snap.redaction.has_upstream_rules:
-        body["messages"] = redact_messages(body["messages"], snap.redaction.redact_for_upstream)
+    body["messages"] = snap.redaction.upstream_messages(body["messages"])
     return body
 
 
@@ -194,14 +192,18 @@ def _note_attempt(
 
 def _all_failed(exchange: Exchange, last: UpstreamError | None) -> GatewayError:
     if last is not None and not last.retryable:
-        # The upstream refused the request itself (a 400, say): fallback would not help,
-        # and the client needs the upstream's own explanation.
-        message = last.message
-        if last.body and isinstance(last.body.get("error"), dict):
-            message = str(last.body["error"].get("message") or message)
+        # The upstream (or the translation to its format) refused the request itself, a
+        # 400 say: another target would refuse it too, and the client needs the reason.
+        detail = (last.body or {}).get("error") if isinstance(last.body, dict) else None
+        detail = detail if isinstance(detail, dict) else {}
         status = last.status if last.status and 400 <= last.status < 500 else 502
         return GatewayError(
-            status, message, type="invalid_request_error", code=last.kind, outcome="upstream_error"
+            status,
+            str(detail.get("message") or last.message),
+            type="invalid_request_error",
+            code=detail.get("code") or last.kind,
+            param=detail.get("param"),
+            outcome="upstream_error",
         )
     tried = ", ".join(
         f"{a['provider']}/{a['model']}: {a.get('kind', 'error')}" for a in exchange.attempts
@@ -336,7 +338,11 @@ async def _relay(
                         pieces.append(f"[tool_call {fn['name']}] ")
                     if fn.get("arguments"):
                         pieces.append(fn["arguments"])
-            if not is_usage_chunk or chat.include_usage:
+            if chat.include_usage:
+                yield _sse(chunk)
+            elif not is_usage_chunk:
+                # We asked upstream for usage; a client that did not gets no trace of it.
+                chunk.pop("usage", None)
                 yield _sse(chunk)
             chunk = await anext(stream, None)
         yield b"data: [DONE]\n\n"

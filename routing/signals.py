@@ -25,8 +25,17 @@ def connect() -> None:
     from routing.models import Route, RouteTarget
     from tenants.models import ApiKey, Tenant
 
-    for model in (Tenant, ApiKey, Provider, ProviderModel, Route, RouteTarget, RedactionRule,
-                  Budget, RateLimit):
+    for model in (
+        Tenant,
+        ApiKey,
+        Provider,
+        ProviderModel,
+        Route,
+        RouteTarget,
+        RedactionRule,
+        Budget,
+        RateLimit,
+    ):
         post_save.connect(_config_changed, sender=model, dispatch_uid=f"cfg-save-{model.__name__}")
         post_delete.connect(
             _config_changed, sender=model, dispatch_uid=f"cfg-delete-{model.__name__}"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,6 +25,8 @@ from django.conf import settings
 from audit.redaction import CompiledRules, compile_rules
 from gateway_project.lib import generation
 from providers.base import Target
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -217,9 +220,16 @@ class SnapshotHolder:
         snap = self._snapshot
         if self._fresh_enough(snap):
             return snap  # type: ignore[return-value]
-        if snap is not None and await generation.acurrent() == snap.generation:
-            snap.checked_at = generation.monotonic()
-            return snap
+        if snap is not None:
+            try:
+                unchanged = await generation.acurrent() == snap.generation
+            except Exception:
+                # Redis unreachable: the configuration we hold is the best we know.
+                logger.warning("config generation unreadable; keeping the snapshot", exc_info=True)
+                unchanged = True
+            if unchanged:
+                snap.checked_at = generation.monotonic()
+                return snap
         loop_id = id(asyncio.get_running_loop())
         lock = self._async_locks.setdefault(loop_id, asyncio.Lock())
         async with lock:
@@ -227,7 +237,16 @@ class SnapshotHolder:
             current = self._snapshot
             if current is not None and current is not snap and self._fresh_enough(current):
                 return current
-            self._snapshot = await sync_to_async(build_snapshot, thread_sensitive=True)()
+            try:
+                self._snapshot = await sync_to_async(build_snapshot, thread_sensitive=True)()
+            except Exception:
+                if current is None:
+                    raise
+                # Keep serving the last good configuration (the database may be away)
+                # rather than fail every request; try again after the next interval.
+                logger.exception("config snapshot rebuild failed; serving the previous one")
+                current.checked_at = generation.monotonic()
+                return current
             return self._snapshot
 
 

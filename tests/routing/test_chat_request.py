@@ -55,7 +55,13 @@ def test_it_refuses_fields_that_would_redirect_the_call(field):
         ([{"role": "user"}], "content is required"),
         ([{"role": "tool", "content": "42"}], "tool_call_id is required"),
         (
-            [{"role": "assistant", "content": None, "tool_calls": [{"function": {"arguments": {}}}]}],
+            [
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [{"function": {"arguments": {}}}],
+                }
+            ],
             "must be a JSON string",
         ),
     ],

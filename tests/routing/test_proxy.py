@@ -81,8 +81,10 @@ async def test_it_answers_a_completion_and_audits_it(world):
     assert (row.route, row.provider, row.model) == ("echo", "local", "echo")
     assert row.prompt_tokens == body["usage"]["prompt_tokens"] > 0
     assert row.completion_tokens == body["usage"]["completion_tokens"] > 0
-    expected = (row.prompt_tokens * world["echo"].input_per_million
-                + row.completion_tokens * world["echo"].output_per_million) / 1_000_000
+    expected = (
+        row.prompt_tokens * world["echo"].input_per_million
+        + row.completion_tokens * world["echo"].output_per_million
+    ) / 1_000_000
     assert row.cost_usd == expected
     assert row.prompt == USER
     assert row.response == body["choices"][0]["message"]["content"]
@@ -103,7 +105,12 @@ async def test_the_api_key_may_come_in_x_api_key(world):
 async def test_a_stream_is_relayed_as_server_sent_events(world):
     response = await post(
         world["acme_key"].plaintext,
-        {"model": "echo", "messages": USER, "stream": True, "stream_options": {"include_usage": True}},
+        {
+            "model": "echo",
+            "messages": USER,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        },
     )
     assert response.status_code == 200
     assert response["content-type"] == "text/event-stream"
@@ -122,17 +129,20 @@ async def test_a_stream_is_relayed_as_server_sent_events(world):
 
 
 async def test_a_stream_without_include_usage_carries_no_usage_chunk(world):
-    response = await post(world["acme_key"].plaintext, {"model": "echo", "messages": USER, "stream": True})
+    response = await post(
+        world["acme_key"].plaintext, {"model": "echo", "messages": USER, "stream": True}
+    )
     raw = b"".join([part async for part in response.streaming_content])
-    chunks = [orjson.loads(line[6:]) for line in raw.split(b"\n\n")
-              if line.startswith(b"data: {")]
-    assert all(chunk["choices"] for chunk in chunks)
+    chunks = [orjson.loads(line[6:]) for line in raw.split(b"\n\n") if line.startswith(b"data: {")]
+    assert all(chunk["choices"] and "usage" not in chunk for chunk in chunks)
     [row] = await audit_rows()
     assert row.completion_tokens > 0  # the gateway still learned the usage
 
 
 async def test_the_x_route_header_names_the_route(world):
-    response = await post(world["acme_key"].plaintext, {"messages": USER}, **{"x-route": "acme-private"})
+    response = await post(
+        world["acme_key"].plaintext, {"messages": USER}, **{"x-route": "acme-private"}
+    )
     assert response.status_code == 200
     assert response["x-gateway-route"] == "acme-private"
 
@@ -179,23 +189,31 @@ async def test_it_refuses_a_suspended_tenant_with_403(world):
 
 
 async def test_an_x_tenant_id_header_must_match_the_key(world):
-    ok = await post(world["acme_key"].plaintext, {"model": "echo", "messages": USER},
-                    **{"x-tenant-id": "acme"})
+    ok = await post(
+        world["acme_key"].plaintext, {"model": "echo", "messages": USER}, **{"x-tenant-id": "acme"}
+    )
     assert ok.status_code == 200
-    response = await post(world["acme_key"].plaintext, {"model": "echo", "messages": USER},
-                          **{"x-tenant-id": "globex"})
+    response = await post(
+        world["acme_key"].plaintext,
+        {"model": "echo", "messages": USER},
+        **{"x-tenant-id": "globex"},
+    )
     assert_envelope(response, 403, "permission_error", "tenant_mismatch")
 
 
 async def test_a_key_outside_its_allow_list_gets_403(world):
     issued = await sync_to_async(factories.make_key)(world["acme"], allowed_routes=["acme-private"])
-    assert (await post(issued.plaintext, {"model": "acme-private", "messages": USER})).status_code == 200
+    assert (
+        await post(issued.plaintext, {"model": "acme-private", "messages": USER})
+    ).status_code == 200
     response = await post(issued.plaintext, {"model": "echo", "messages": USER})
     assert_envelope(response, 403, "permission_error", "model_not_allowed")
 
 
 async def test_another_tenants_key_never_reaches_a_private_route(world):
-    response = await post(world["globex_key"].plaintext, {"model": "acme-private", "messages": USER})
+    response = await post(
+        world["globex_key"].plaintext, {"model": "acme-private", "messages": USER}
+    )
     error = assert_envelope(response, 404, "invalid_request_error", "model_not_found")
     assert error["param"] == "model"
     [row] = await audit_rows()
@@ -227,15 +245,20 @@ async def test_bad_input_is_a_400_in_the_envelope_and_audited(world, body, fragm
 async def test_a_body_over_the_limit_is_413(world, settings):
     settings.GATEWAY_MAX_BODY_BYTES = 1000
     response = await post(
-        world["acme_key"].plaintext, {"model": "echo", "messages": [{"role": "user", "content": "x" * 2000}]}
+        world["acme_key"].plaintext,
+        {"model": "echo", "messages": [{"role": "user", "content": "x" * 2000}]},
     )
     assert_envelope(response, 413, "invalid_request_error", "payload_too_large")
 
 
 async def test_models_lists_only_what_the_key_may_use(world):
     client = AsyncClient()
-    acme = await client.get("/v1/models", headers={"authorization": f"Bearer {world['acme_key'].plaintext}"})
-    globex = await client.get("/v1/models", headers={"authorization": f"Bearer {world['globex_key'].plaintext}"})
+    acme = await client.get(
+        "/v1/models", headers={"authorization": f"Bearer {world['acme_key'].plaintext}"}
+    )
+    globex = await client.get(
+        "/v1/models", headers={"authorization": f"Bearer {world['globex_key'].plaintext}"}
+    )
     assert {m["id"] for m in orjson.loads(acme.content)["data"]} == {"echo", "acme-private"}
     assert {m["id"] for m in orjson.loads(globex.content)["data"]} == {"echo"}
     limited = await sync_to_async(factories.make_key)(world["acme"], allowed_routes=["echo"])

@@ -35,17 +35,34 @@ HELLO = [{"role": "user", "content": "Say hello"}]
 def world(transactional_db, gateway, fake_openai, fake_anthropic):
     acme = factories.make_tenant("acme")
     openai_fake = factories.make_provider(
-        "fake-openai", kind="openai", base_url=fake_openai.openai_base_url, timeout_s=2,
+        "fake-openai",
+        kind="openai",
+        base_url=fake_openai.openai_base_url,
+        timeout_s=2,
         connect_timeout_s=1,
     )
     anthropic_fake = factories.make_provider(
-        "fake-anthropic", kind="anthropic", base_url=fake_anthropic.anthropic_base_url,
-        timeout_s=2, connect_timeout_s=1,
+        "fake-anthropic",
+        kind="anthropic",
+        base_url=fake_anthropic.anthropic_base_url,
+        timeout_s=2,
+        connect_timeout_s=1,
     )
     models = {}
     for provider in (openai_fake, anthropic_fake):
-        for name in ("ok", "tools", "fail-500", "fail-502", "fail-503", "fail-529", "fail-429",
-                     "fail-400", "stall", "midstream-drop", "error-after-200"):
+        for name in (
+            "ok",
+            "tools",
+            "fail-500",
+            "fail-502",
+            "fail-503",
+            "fail-529",
+            "fail-429",
+            "fail-400",
+            "stall",
+            "midstream-drop",
+            "error-after-200",
+        ):
             models[(provider.name, name)] = factories.make_model(provider, name)
     refused = factories.make_provider(
         "refused", kind="openai", base_url=refused_base_url(), connect_timeout_s=1
@@ -87,7 +104,12 @@ def test_the_sync_sdk_gets_a_completion_from_an_openai_upstream(world, fake_open
     assert completion.usage.prompt_tokens == 11 and completion.usage.completion_tokens == 7
     request_id = raw.headers["x-request-id"]
     row = audit_row(request_id)
-    assert (row.outcome, row.provider, row.model, row.attempts) == ("success", "fake-openai", "ok", 1)
+    assert (row.outcome, row.provider, row.model, row.attempts) == (
+        "success",
+        "fake-openai",
+        "ok",
+        1,
+    )
     assert row.prompt_tokens == 11 and row.completion_tokens == 7
     sent = fake_openai.requests[-1]
     assert sent.body["model"] == "ok" and sent.body["messages"] == HELLO
@@ -123,7 +145,9 @@ async def test_the_async_sdk_streams(world):
 @pytest.mark.parametrize("route", ["gpt-tools", "claude-tools"])
 def test_tool_calls_round_trip_through_the_sdk(world, route):
     first = world["client"].chat.completions.create(
-        model=route, messages=[{"role": "user", "content": "Weather in Paris?"}], tools=[WEATHER_TOOL]
+        model=route,
+        messages=[{"role": "user", "content": "Weather in Paris?"}],
+        tools=[WEATHER_TOOL],
     )
     message = first.choices[0].message
     assert first.choices[0].finish_reason == "tool_calls"
@@ -144,7 +168,9 @@ def test_tool_calls_round_trip_through_the_sdk(world, route):
 @pytest.mark.parametrize("route", ["gpt-tools", "claude-tools"])
 def test_streamed_tool_calls_reassemble_in_the_sdk(world, route):
     stream = world["client"].chat.completions.create(
-        model=route, messages=[{"role": "user", "content": "Weather?"}], tools=[WEATHER_TOOL],
+        model=route,
+        messages=[{"role": "user", "content": "Weather?"}],
+        tools=[WEATHER_TOOL],
         stream=True,
     )
     name, arguments = "", ""
@@ -184,14 +210,19 @@ def test_it_falls_back_to_the_next_target(world, provider, model, kind, stream):
             headers = raw.headers
             text = "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
     else:
-        raw = world["client"].chat.completions.with_raw_response.create(model="resilient", messages=HELLO)
+        raw = world["client"].chat.completions.with_raw_response.create(
+            model="resilient", messages=HELLO
+        )
         headers = raw.headers
         text = raw.parse().choices[0].message.content
     assert text.startswith("fake-anthropic says")
     assert headers["x-gateway-fallback"] == "true"
     row = audit_row(headers["x-request-id"])
     assert (row.outcome, row.fallback_used, row.attempts, row.provider) == (
-        "success", True, 2, "fake-anthropic"
+        "success",
+        True,
+        2,
+        "fake-anthropic",
     )
     assert row.attempt_log[0]["kind"] == kind and row.attempt_log[0]["ok"] is False
 
@@ -234,12 +265,18 @@ def test_an_upstream_400_is_passed_back_without_fallback(world):
 
 @pytest.mark.parametrize(
     ("provider", "model"),
-    [("fake-openai", "midstream-drop"), ("fake-openai", "error-after-200"),
-     ("fake-anthropic", "midstream-drop"), ("fake-anthropic", "error-after-200")],
+    [
+        ("fake-openai", "midstream-drop"),
+        ("fake-openai", "error-after-200"),
+        ("fake-anthropic", "midstream-drop"),
+        ("fake-anthropic", "error-after-200"),
+    ],
 )
 def test_a_failure_after_the_first_byte_ends_the_stream_with_an_error(world, provider, model):
     factories.make_route(
-        "flaky", world["models"][(provider, model)], world["models"][("fake-openai", "ok")],
+        "flaky",
+        world["models"][(provider, model)],
+        world["models"][("fake-openai", "ok")],
         tenant=world["acme"],
     )
     with world["client"].chat.completions.with_streaming_response.create(
@@ -263,7 +300,9 @@ def test_a_revoked_key_is_refused_by_the_server_process_within_a_second(world):
 
 def test_a_disabled_provider_is_skipped_by_the_server(world):
     factories.make_route(
-        "two", world["models"][("fake-openai", "ok")], world["models"][("fake-anthropic", "ok")],
+        "two",
+        world["models"][("fake-openai", "ok")],
+        world["models"][("fake-anthropic", "ok")],
         tenant=world["acme"],
     )
     Provider.objects.filter(name="fake-openai").update(enabled=False)
@@ -271,3 +310,56 @@ def test_a_disabled_provider_is_skipped_by_the_server(world):
     time.sleep(0.2)
     completion = world["client"].chat.completions.create(model="two", messages=HELLO)
     assert completion.choices[0].message.content.startswith("fake-anthropic")
+
+
+def test_a_tool_call_with_arguments_that_are_not_json_is_a_400_for_anthropic(world):
+    messages = [
+        {"role": "user", "content": "Weather?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": "{not json"},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+    ]
+    with pytest.raises(openai.BadRequestError) as caught:
+        world["client"].chat.completions.create(
+            model="claude-tools", messages=messages, tools=[WEATHER_TOOL]
+        )
+    assert "arguments" in (caught.value.body.get("param") or "")
+
+
+def test_the_demo_stub_route_needs_no_provider_at_all(world, gateway):
+    local = factories.make_provider("local", kind="stub")
+    factories.make_route("demo", factories.make_model(local, "echo"))
+    completion = world["client"].chat.completions.create(model="demo", messages=HELLO)
+    assert completion.choices[0].message.content.startswith("[stub:echo]")
+    streamed = world["client"].chat.completions.create(model="demo", messages=HELLO, stream=True)
+    assert "Say hello" in "".join(c.choices[0].delta.content or "" for c in streamed if c.choices)
+
+
+def test_redaction_masks_the_audit_copy_and_only_opted_in_rules_reach_upstream(world, fake_openai):
+    from audit.services import redaction_rule_upsert
+
+    redaction_rule_upsert(name="e-mail", detector="email", replacement="[EMAIL]")
+    redaction_rule_upsert(
+        name="card", detector="credit_card", replacement="[CARD]", scope="audit_and_upstream"
+    )
+    time.sleep(0.1)
+    text = "Reset mario.rossi@example.com, card 4111 1111 1111 1111"
+    raw = world["client"].chat.completions.with_raw_response.create(
+        model="gpt", messages=[{"role": "user", "content": text}]
+    )
+    answer = raw.parse().choices[0].message.content
+    sent = fake_openai.requests[-1].body["messages"][0]["content"]
+    assert sent == "Reset mario.rossi@example.com, card [CARD]"  # the model still gets the e-mail
+    assert "mario.rossi@example.com" in answer  # and the client gets its answer unchanged
+    row = audit_row(raw.headers["x-request-id"])
+    assert row.prompt == [{"role": "user", "content": "Reset [EMAIL], card [CARD]"}]
+    assert "mario.rossi" not in row.response and "[EMAIL]" in row.response
