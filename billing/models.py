@@ -94,5 +94,10 @@ class RateLimit(ScopedLimit):
 
     def clean(self) -> None:
         super().clean()
+        if self.model_name and self.scope != Scope.TENANT:
+            # Per-model limits are counted per tenant; elsewhere the proxy would ignore it.
+            raise ValidationError(
+                {"model_name": "Only a tenant rate limit can name a model; leave it empty."}
+            )
         if self.rpm is None and self.tpm is None:
             raise ValidationError("Set requests per minute, tokens per minute, or both.")

@@ -6,11 +6,12 @@ from typing import Any
 
 from django.contrib import admin
 from django.contrib.admin.options import InlineModelAdmin
-from django.db.models import Prefetch, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.text import Truncator
 
 from routing.models import Route, RouteTarget
+from routing.selectors import route_list
 
 _SUMMARY_CHARS = 80
 
@@ -56,10 +57,8 @@ class RouteAdmin(admin.ModelAdmin):
     inlines = (RouteTargetInline,)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Route]:
-        targets = RouteTarget.objects.select_related("provider_model__provider").order_by(
-            "position", "id"
-        )
-        return super().get_queryset(request).prefetch_related(Prefetch("targets", queryset=targets))
+        # The target summary reads every route's targets: route_list prefetches them.
+        return route_list()
 
     def get_formset_kwargs(
         self, request: HttpRequest, obj: Route, inline: InlineModelAdmin, prefix: str

@@ -7,11 +7,12 @@ GET /api/v1/routes/<id>/
 
 from __future__ import annotations
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import QuerySet
 from rest_framework import viewsets
 
 from gateway_project.lib.drf import ManagementAPIMixin
-from routing.models import Route, RouteTarget
+from routing.models import Route
+from routing.selectors import route_list
 from routing.serializers import RouteSerializer
 
 
@@ -19,14 +20,7 @@ class RouteViewSet(ManagementAPIMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = RouteSerializer
 
     def get_queryset(self) -> QuerySet[Route]:
-        targets = RouteTarget.objects.select_related("provider_model__provider").order_by(
-            "position", "id"
-        )
-        routes = (
-            Route.objects.select_related("tenant")
-            .prefetch_related(Prefetch("targets", queryset=targets))
-            .order_by("name", "id")
-        )
+        routes = route_list().order_by("name", "id")
         tenant = self.request.query_params.get("tenant")
         if tenant == "global":
             return routes.filter(tenant__isnull=True)

@@ -14,18 +14,27 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import IS_POPUP_VAR
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Model, Q, QuerySet
+from django.core.exceptions import ValidationError
+from django.db.models import Count, Model, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
-from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html
 
 from routing.models import Route
 from tenants.models import ApiKey, Tenant
-from tenants.services import IssuedKey, api_key_issue, api_key_revoke, tenant_create
+from tenants.selectors import api_key_status_q
+from tenants.services import (
+    IssuedKey,
+    api_key_expiry_validate,
+    api_key_issue,
+    api_key_revoke,
+    api_key_routes_validate,
+    tenant_create,
+    tenant_set_status,
+)
 
 # How many known route names the key form lists as a hint before giving up.
 _ROUTE_HINT_LIMIT = 30
@@ -43,21 +52,6 @@ def adopt(obj: Model, saved: Model) -> None:
     obj._state.adding = False
 
 
-def api_key_status(api_key: ApiKey) -> str:
-    if api_key.revoked_at is not None:
-        return "revoked"
-    if api_key.expires_at is not None and api_key.expires_at <= timezone.now():
-        return "expired"
-    return "active"
-
-
-def _active_keys_q(prefix: str = "") -> Q:
-    now = timezone.now()
-    return Q(**{f"{prefix}revoked_at__isnull": True}) & (
-        Q(**{f"{prefix}expires_at__isnull": True}) | Q(**{f"{prefix}expires_at__gt": now})
-    )
-
-
 # --- Tenants ----------------------------------------------------------------------------------
 
 
@@ -67,7 +61,7 @@ class ApiKeyInline(admin.TabularInline):
     model = ApiKey
     template = "admin/tenants/tenant/apikey_inline.html"
     fields = ("prefix", "name", "status", "expires_at", "last_used_at", "created_at")
-    readonly_fields = fields
+    readonly_fields = fields  # "status" is ApiKey.status
     ordering = ("-created_at",)
     extra = 0
     can_delete = False
@@ -81,10 +75,6 @@ class ApiKeyInline(admin.TabularInline):
 
     def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
-
-    @admin.display(description="status")
-    def status(self, obj: ApiKey) -> str:
-        return api_key_status(obj)
 
 
 @admin.register(Tenant)
@@ -106,7 +96,11 @@ class TenantAdmin(admin.ModelAdmin):
         return (
             super()
             .get_queryset(request)
-            .annotate(active_key_count=Count("api_keys", filter=_active_keys_q("api_keys__")))
+            .annotate(
+                active_key_count=Count(
+                    "api_keys", filter=api_key_status_q(ApiKey.Status.ACTIVE, prefix="api_keys__")
+                )
+            )
         )
 
     @admin.display(description="active keys", ordering="active_key_count")
@@ -125,11 +119,8 @@ class TenantAdmin(admin.ModelAdmin):
 
     def _set_status(self, request: HttpRequest, queryset: QuerySet[Tenant], status: str) -> int:
         changed = 0
-        # One save per tenant rather than queryset.update(): update() sends no post_save,
-        # and post_save is what tells every gateway process to rebuild its snapshot.
         for tenant in queryset.exclude(status=status):
-            tenant.status = status
-            tenant.save(update_fields=["status", "updated_at"])
+            tenant_set_status(tenant=tenant, status=status)
             changed += 1
         return changed
 
@@ -167,11 +158,6 @@ class RouteNamesField(forms.CharField):
         return self.to_python(initial or []) != self.to_python(data)
 
 
-def routes_visible_to(tenant: Tenant) -> QuerySet[Route]:
-    """A tenant may name its own routes and the global ones."""
-    return Route.objects.filter(Q(tenant__isnull=True) | Q(tenant=tenant))
-
-
 class ApiKeyForm(forms.ModelForm):
     allowed_routes = RouteNamesField(
         required=False,
@@ -197,27 +183,21 @@ class ApiKeyForm(forms.ModelForm):
 
     def clean_expires_at(self) -> Any:
         expires_at = self.cleaned_data.get("expires_at")
-        # Only when issuing: an existing key may well have expired since.
-        if not self.instance.pk and expires_at is not None and expires_at <= timezone.now():
-            raise forms.ValidationError("A new key must expire in the future.")
+        if not self.instance.pk:  # only when issuing: an existing key may have expired since
+            api_key_expiry_validate(expires_at=expires_at)
         return expires_at
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
         # On the change form the tenant is read-only, so it is not in cleaned_data.
         tenant = cleaned.get("tenant") or (self.instance.tenant if self.instance.pk else None)
-        names = cleaned.get("allowed_routes") or []
-        if tenant is not None and names:
-            known = set(
-                routes_visible_to(tenant).filter(name__in=names).values_list("name", flat=True)
-            )
-            unknown = [name for name in names if name not in known]
-            if unknown:
-                # A typo here would silently lock the key out of the route it was made for.
-                self.add_error(
-                    "allowed_routes",
-                    f"Tenant {tenant} has no route named {', '.join(unknown)}.",
+        if tenant is not None and "allowed_routes" in cleaned:
+            try:
+                cleaned["allowed_routes"] = api_key_routes_validate(
+                    tenant=tenant, allowed_routes=cleaned["allowed_routes"]
                 )
+            except ValidationError as exc:
+                self.add_error("allowed_routes", exc)
         return cleaned
 
 
@@ -226,16 +206,12 @@ class KeyStatusFilter(admin.SimpleListFilter):
     parameter_name = "status"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        return [("active", "Active"), ("revoked", "Revoked"), ("expired", "Expired")]
+        return ApiKey.Status.choices
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> QuerySet[ApiKey]:
         value = self.value()
-        if value == "active":
-            return queryset.filter(_active_keys_q())
-        if value == "revoked":
-            return queryset.filter(revoked_at__isnull=False)
-        if value == "expired":
-            return queryset.filter(revoked_at__isnull=True, expires_at__lte=timezone.now())
+        if value in ApiKey.Status.values:
+            return queryset.filter(api_key_status_q(value))
         return queryset
 
 
@@ -280,10 +256,6 @@ class ApiKeyAdmin(admin.ModelAdmin):
             name="tenants_apikey_revoke",
         )
         return [revoke, *super().get_urls()]
-
-    @admin.display(description="status")
-    def status(self, obj: ApiKey) -> str:
-        return api_key_status(obj)
 
     @admin.display(description="allowed routes")
     def routes(self, obj: ApiKey) -> str:

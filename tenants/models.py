@@ -32,6 +32,12 @@ class Tenant(models.Model):
 class ApiKey(models.Model):
     """A tenant's key. Only a public prefix and a hash of the whole key are stored."""
 
+    class Status(models.TextChoices):
+        # Derived from revoked_at and expires_at, never stored.
+        ACTIVE = "active", "Active"
+        REVOKED = "revoked", "Revoked"
+        EXPIRED = "expired", "Expired"
+
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="api_keys")
     name = models.CharField(max_length=200)
     prefix = models.CharField(max_length=32, unique=True, editable=False)
@@ -54,6 +60,17 @@ class ApiKey(models.Model):
         return f"{self.prefix}… ({self.name})"
 
     @property
+    def status(self) -> ApiKey.Status:
+        """Revoked wins over expired: revoking is what an operator did on purpose.
+
+        `tenants.selectors.api_key_status_q` is the same rule as a query filter.
+        """
+        if self.revoked_at is not None:
+            return self.Status.REVOKED
+        if self.expires_at is not None and self.expires_at <= timezone.now():
+            return self.Status.EXPIRED
+        return self.Status.ACTIVE
+
+    @property
     def is_usable(self) -> bool:
-        now = timezone.now()
-        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+        return self.status == self.Status.ACTIVE

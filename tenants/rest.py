@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from rest_framework import generics, mixins, status, viewsets
 from rest_framework.request import Request
@@ -19,7 +20,7 @@ from rest_framework.serializers import BaseSerializer
 
 from gateway_project.lib.drf import ManagementAPIMixin
 from tenants.models import ApiKey, Tenant
-from tenants.selectors import api_keys_for_tenant
+from tenants.selectors import api_keys_for_tenant, tenant_list
 from tenants.serializers import ApiKeyIssueSerializer, ApiKeySerializer, TenantSerializer
 from tenants.services import api_key_issue, api_key_revoke
 
@@ -32,9 +33,11 @@ class TenantViewSet(
     mixins.UpdateModelMixin,
     viewsets.GenericViewSet,
 ):
-    queryset = Tenant.objects.order_by("slug")
     serializer_class = TenantSerializer
     lookup_field = "slug"
+
+    def get_queryset(self) -> QuerySet[Tenant]:
+        return tenant_list()
 
 
 class _TenantKeysBase(ManagementAPIMixin, generics.GenericAPIView):

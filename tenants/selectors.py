@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from collections.abc import Iterable
+
+from django.db.models import Q, QuerySet
+from django.utils import timezone
 
 from tenants.models import ApiKey, Tenant
 
@@ -11,5 +14,33 @@ def tenant_get(*, slug: str) -> Tenant:
     return Tenant.objects.get(slug=slug)
 
 
+def tenant_list() -> QuerySet[Tenant]:
+    return Tenant.objects.order_by("slug")
+
+
+def tenants_by_slug(*, slugs: Iterable[str]) -> dict[str, Tenant]:
+    """The tenants among `slugs` that exist, by slug (missing ones are simply absent)."""
+    return {tenant.slug: tenant for tenant in Tenant.objects.filter(slug__in=set(slugs))}
+
+
 def api_keys_for_tenant(*, tenant: Tenant) -> QuerySet[ApiKey]:
     return ApiKey.objects.filter(tenant=tenant).order_by("-created_at")
+
+
+def api_key_status_q(status: str, *, prefix: str = "") -> Q:
+    """`ApiKey.status == status` as a filter, for keys or (with `prefix`, e.g. "api_keys__")
+    for rows related to keys, so lists and counts agree with what each key shows."""
+
+    def q(lookup: str, value: object) -> Q:
+        return Q(**{f"{prefix}{lookup}": value})
+
+    now = timezone.now()
+    if status == ApiKey.Status.REVOKED:
+        return q("revoked_at__isnull", False)
+    if status == ApiKey.Status.EXPIRED:
+        return q("revoked_at__isnull", True) & q("expires_at__lte", now)
+    if status == ApiKey.Status.ACTIVE:
+        return q("revoked_at__isnull", True) & (
+            q("expires_at__isnull", True) | q("expires_at__gt", now)
+        )
+    raise ValueError(f"Unknown key status {status!r}.")

@@ -5,13 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Q
-from django.utils import timezone
 from rest_framework import serializers
 
-from routing.models import Route
 from tenants.models import ApiKey, Tenant
-from tenants.services import tenant_create
+from tenants.services import api_key_expiry_validate, api_key_routes_validate, tenant_create
 
 
 class TenantSerializer(serializers.ModelSerializer):
@@ -23,12 +20,15 @@ class TenantSerializer(serializers.ModelSerializer):
     def create(self, validated_data: dict[str, Any]) -> Tenant:
         return tenant_create(**validated_data)
 
+    # update() is ModelSerializer's own, a model save (so post_save fires). Not tenant_upsert:
+    # the body may rename the slug, and an upsert by slug would make a second tenant.
+
 
 class ApiKeySerializer(serializers.ModelSerializer):
     """A key as anyone may see it: the prefix, never the hash."""
 
     tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    status = serializers.SerializerMethodField()
+    status = serializers.ChoiceField(choices=ApiKey.Status.choices, read_only=True)
 
     class Meta:
         model = ApiKey
@@ -46,13 +46,6 @@ class ApiKeySerializer(serializers.ModelSerializer):
         )
         read_only_fields = fields
 
-    def get_status(self, obj: ApiKey) -> str:
-        if obj.revoked_at is not None:
-            return "revoked"
-        if obj.expires_at is not None and obj.expires_at <= timezone.now():
-            return "expired"
-        return "active"
-
 
 class ApiKeyIssueSerializer(serializers.Serializer):
     """What a caller may choose when issuing a key; the view passes the tenant in context."""
@@ -63,24 +56,12 @@ class ApiKeyIssueSerializer(serializers.Serializer):
     )
     expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
 
+    # The services raise Django's ValidationError; DRF turns one raised in a validate_<field>
+    # method into an error on that field, keeping its code (e.g. "unknown_route").
+
     def validate_expires_at(self, value: datetime | None) -> datetime | None:
-        if value is not None and value <= timezone.now():
-            raise serializers.ValidationError("Must be in the future.", code="invalid")
+        api_key_expiry_validate(expires_at=value)
         return value
 
     def validate_allowed_routes(self, value: list[str]) -> list[str]:
-        names = list(dict.fromkeys(name.strip() for name in value if name.strip()))
-        tenant: Tenant = self.context["tenant"]
-        known = set(
-            Route.objects.filter(
-                Q(tenant__isnull=True) | Q(tenant=tenant), name__in=names
-            ).values_list("name", flat=True)
-        )
-        unknown = [name for name in names if name not in known]
-        if unknown:
-            # A typo here would silently lock the key out of the route it was made for.
-            raise serializers.ValidationError(
-                f"Tenant {tenant.slug} has no route named {', '.join(unknown)}.",
-                code="unknown_route",
-            )
-        return names
+        return api_key_routes_validate(tenant=self.context["tenant"], allowed_routes=value)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from gateway_project.lib.upsert import Upserted, upsert
+from routing.selectors import route_names_visible_to
 from tenants.keys import generate_key, hash_key, key_prefix
 from tenants.models import ApiKey, Tenant
 
@@ -22,6 +27,66 @@ def tenant_create(
     *, slug: str, name: str, status: str = Tenant.Status.ACTIVE, metadata: dict | None = None
 ) -> Tenant:
     return Tenant.objects.create(slug=slug, name=name, status=status, metadata=metadata or {})
+
+
+def tenant_upsert(
+    *,
+    slug: str,
+    name: str,
+    status: str = Tenant.Status.ACTIVE,
+    metadata: dict[str, Any] | None = None,
+) -> Upserted[Tenant]:
+    """Create the tenant `slug` or bring its other fields to these values.
+
+    Saved only when something differs, so an unchanged tenant sends no post_save and
+    leaves the proxy's config snapshot alone.
+    """
+    return upsert(
+        Tenant,
+        lookup={"slug": slug},
+        values={"name": name, "status": status, "metadata": metadata or {}},
+    )
+
+
+def tenant_set_status(*, tenant: Tenant, status: str) -> Tenant:
+    """Suspend or reactivate a tenant; its keys are refused (or accepted) at once.
+
+    A model save, never queryset.update(): post_save is what tells every gateway process
+    to rebuild its snapshot, and update() sends none.
+    """
+    if status not in Tenant.Status.values:
+        raise ValueError(f"Unknown tenant status {status!r}.")
+    if tenant.status != status:
+        tenant.status = status
+        tenant.save(update_fields=["status", "updated_at"])
+    return tenant
+
+
+def api_key_routes_validate(*, tenant: Tenant, allowed_routes: Iterable[str]) -> list[str]:
+    """The route names a key of `tenant` is to be limited to, tidied up and checked.
+
+    Blanks and repeats are dropped (the order given is kept). Raises ValidationError
+    (code "unknown_route") naming every route the tenant cannot see: a typo here would
+    silently lock the key out of the route it was made for. The admin form and the
+    management API both call this, before `api_key_issue`, so their errors can sit on
+    the field they are about.
+    """
+    names = list(dict.fromkeys(name.strip() for name in allowed_routes if name.strip()))
+    if names:
+        known = route_names_visible_to(tenant=tenant, among=names)
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise ValidationError(
+                f"Tenant {tenant.slug} has no route named {', '.join(unknown)}.",
+                code="unknown_route",
+            )
+    return names
+
+
+def api_key_expiry_validate(*, expires_at: datetime | None) -> None:
+    """A new key must expire in the future (an existing one may well have expired since)."""
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ValidationError("A new key must expire in the future.", code="invalid")
 
 
 def api_key_issue(

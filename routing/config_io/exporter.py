@@ -26,6 +26,7 @@ from routing.config_io.schema import VERSION
 from routing.models import Route
 from routing.selectors import route_list
 from tenants.models import Tenant
+from tenants.selectors import tenant_list
 
 
 def money_text(value: Decimal) -> str:
@@ -181,7 +182,7 @@ def config_export() -> dict[str, Any]:
     routes = sorted(route_list(), key=lambda r: (r.tenant.slug if r.tenant_id else "", r.name))
     sections: dict[str, Any] = {
         "providers": [_provider(provider) for provider in provider_list()],
-        "tenants": [_tenant(tenant, limits) for tenant in Tenant.objects.order_by("slug")],
+        "tenants": [_tenant(tenant, limits) for tenant in tenant_list()],
         "routes": [_route(route, limits) for route in routes],
         "redaction_rules": [_rule(rule) for rule in redaction_rule_list()],
     }

@@ -32,16 +32,18 @@ from audit.models import RedactionRule
 from audit.services import redaction_rule_delete, redaction_rule_upsert
 from billing.models import Scope
 from billing.services import Subject, budgets_replace, rate_limits_replace
-from gateway_project.lib.upsert import Change, SyncResult, Upserted, upsert
+from gateway_project.lib.upsert import Change, SyncResult
 from providers.models import ProviderModel
 from providers.selectors import provider_models_by_name
 from providers.services import provider_model_upsert, provider_upsert
 from routing.config_io.parse import parse_config
 from routing.config_io.reader import join
-from routing.config_io.schema import ConfigError, GatewayConfig, Issue, Limits, TenantConf
+from routing.config_io.schema import ConfigError, GatewayConfig, Issue, Limits
 from routing.models import Route
 from routing.services import TargetSpec, route_delete, route_upsert
 from tenants.models import Tenant
+from tenants.selectors import tenants_by_slug
+from tenants.services import tenant_upsert
 
 ENTITIES = (
     "providers", "provider_models", "tenants", "routes", "budgets", "rate_limits",
@@ -95,15 +97,6 @@ def _messages(exc: ValidationError) -> list[str]:
     return list(exc.messages)
 
 
-def _tenant_upsert(conf: TenantConf) -> Upserted[Tenant]:
-    # tenants.services has tenant_create but no update yet; this is the same single write.
-    return upsert(
-        Tenant,
-        lookup={"slug": conf.slug},
-        values={"name": conf.name, "status": conf.status, "metadata": conf.metadata},
-    )
-
-
 class _Importer:
     def __init__(self, config: GatewayConfig, report: ImportReport, source: str) -> None:
         self.config = config
@@ -133,7 +126,7 @@ class _Importer:
         """Every tenant and model a route names exists, in the file or the database."""
         tenants = {t.slug for t in self.config.tenants}
         wanted = {route.tenant for route in self.config.routes if route.tenant} - tenants
-        tenants |= set(Tenant.objects.filter(slug__in=wanted).values_list("slug", flat=True))
+        tenants |= set(tenants_by_slug(slugs=wanted))
         models = {(p.name, m.name) for p in self.config.providers for m in p.models}
         models |= set(provider_models_by_name())
         providers = {provider for provider, _ in models}
@@ -181,11 +174,12 @@ class _Importer:
     def apply_tenants(self) -> dict[str, Tenant]:
         for conf in self.config.tenants:
             with self.at(conf.path):
-                result = _tenant_upsert(conf)
+                result = tenant_upsert(
+                    slug=conf.slug, name=conf.name, status=conf.status, metadata=conf.metadata
+                )
             self.report.add("tenants", result.change)
             self.apply_limits(Subject.of(result.instance), conf.limits, conf.path)
-        slugs = {route.tenant for route in self.config.routes if route.tenant}
-        return {tenant.slug: tenant for tenant in Tenant.objects.filter(slug__in=slugs)}
+        return tenants_by_slug(slugs={route.tenant for route in self.config.routes if route.tenant})
 
     def apply_routes(self, tenants: dict[str, Tenant]) -> set[int]:
         models: dict[tuple[str, str], ProviderModel] = provider_models_by_name()
