@@ -61,7 +61,12 @@ class AuditEvent(models.Model):
         "tenants.Tenant", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     tenant_slug = models.CharField(max_length=100, blank=True)
+    api_key = models.ForeignKey(
+        "tenants.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     key_prefix = models.CharField(max_length=32, blank=True)
+    # The route's id (no FK: a deleted route must not rewrite history) for budget ledgers.
+    route_id = models.BigIntegerField(null=True, blank=True)
     route = models.CharField(max_length=200, blank=True)
     requested_model = models.CharField(max_length=200, blank=True)
     provider = models.CharField(max_length=100, blank=True)
@@ -87,7 +92,11 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["tenant", "created_at"], name="audit_tenant_time")]
+        indexes = [
+            models.Index(fields=["tenant", "created_at"], name="audit_tenant_time"),
+            models.Index(fields=["api_key", "created_at"], name="audit_key_time"),
+            models.Index(fields=["route_id", "created_at"], name="audit_route_time"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.request_id} {self.outcome} {self.status_code}"

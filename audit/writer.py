@@ -137,7 +137,7 @@ class AuditWriter:
             rows = []
             for row in batch:
                 fields = _redacted(row)
-                key_id = fields.pop("api_key_id", None)
+                key_id = fields.get("api_key_id")
                 if key_id is not None:
                     when = fields["created_at"]
                     last_used[key_id] = max(when, last_used.get(key_id, when))

@@ -1,7 +1,9 @@
 """Admin for budgets and rate limits.
 
 The models' clean() checks that the scope and the related object agree; ModelAdmin runs
-it through the form, so those errors show next to the field they are about.
+it through the form, so those errors show next to the field they are about. Saves stay
+ModelAdmin's: budget_create / rate_limit_create are exactly that full_clean() and model
+save (so post_save fires), and there is no update service to share.
 """
 
 from __future__ import annotations

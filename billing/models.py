@@ -53,6 +53,10 @@ class ScopedLimit(models.Model):
         return "global"
 
 
+def default_thresholds() -> list[int]:
+    return [50, 80, 100]
+
+
 class Budget(ScopedLimit):
     class Period(models.TextChoices):
         DAILY = "daily", "Daily"
@@ -64,6 +68,11 @@ class Budget(ScopedLimit):
     max_tokens = models.PositiveBigIntegerField(null=True, blank=True)
     max_cost_usd = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
     hard = models.BooleanField(default=True, help_text="Refuse when exhausted; else only alert.")
+    alert_thresholds = models.JSONField(
+        default=default_thresholds,
+        blank=True,
+        help_text="Percentages of the limit at which an alert is recorded (and e-mailed).",
+    )
 
     class Meta:
         ordering = ["scope", "id"]
@@ -95,9 +104,33 @@ class RateLimit(ScopedLimit):
     def clean(self) -> None:
         super().clean()
         if self.model_name and self.scope != Scope.TENANT:
-            # Per-model limits are counted per tenant; elsewhere the proxy would ignore it.
+            # A per-model limit is a tenant's cap on one route name; the config format only
+            # accepts `model` on tenant limits too, so the admin and the importer agree.
             raise ValidationError(
                 {"model_name": "Only a tenant rate limit can name a model; leave it empty."}
             )
         if self.rpm is None and self.tpm is None:
             raise ValidationError("Set requests per minute, tokens per minute, or both.")
+
+
+class BudgetAlert(models.Model):
+    """A budget crossed one of its alert thresholds in one period (recorded once)."""
+
+    budget = models.ForeignKey(Budget, on_delete=models.CASCADE, related_name="alerts")
+    period_key = models.CharField(max_length=16)
+    threshold = models.PositiveSmallIntegerField()
+    spent_tokens = models.PositiveBigIntegerField(default=0)
+    spent_cost_usd = models.DecimalField(max_digits=18, decimal_places=10, default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    emailed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["budget", "period_key", "threshold"], name="uniq_budget_alert"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.budget} reached {self.threshold}% ({self.period_key})"

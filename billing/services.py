@@ -8,7 +8,7 @@ from typing import Any
 
 from django.db import transaction
 
-from billing.models import Budget, RateLimit, Scope
+from billing.models import Budget, BudgetAlert, RateLimit, Scope
 from gateway_project.lib.upsert import SyncResult, replace_rows
 from routing.models import Route
 from tenants.models import ApiKey, Tenant
@@ -114,3 +114,43 @@ def rate_limits_replace(*, subject: Subject, rate_limits: list[RateLimitSpec]) -
             values=_rate_limit_values,
             create=lambda spec: rate_limit_create(subject=subject, spec=spec),
         )
+
+
+def budget_alert_record(
+    *, budget_id: int, period_key: str, threshold: int, spent_tokens: int, spent_cost: Decimal
+) -> BudgetAlert | None:
+    """Record that a budget crossed a threshold in a period, once; e-mail it if configured.
+
+    Idempotent: concurrent settlements that both see the crossing record one alert.
+    """
+    from django.conf import settings
+    from django.core.mail import send_mail
+    from django.db import IntegrityError
+    from django.utils import timezone
+
+    try:
+        with transaction.atomic():
+            alert = BudgetAlert.objects.create(
+                budget_id=budget_id,
+                period_key=period_key,
+                threshold=threshold,
+                spent_tokens=spent_tokens,
+                spent_cost_usd=spent_cost,
+            )
+    except IntegrityError:
+        return None  # already recorded (or the budget was deleted meanwhile)
+    if settings.EMAIL_HOST and settings.GATEWAY_ALERT_EMAILS:
+        budget = alert.budget
+        send_mail(
+            subject=f"[LLM gateway] {budget} reached {threshold}%",
+            message=(
+                f"{budget} reached {threshold}% of its limit in period {period_key}.\n"
+                f"Spent: {spent_tokens} tokens, ${spent_cost}.\n"
+                f"Limits: {budget.max_tokens or '-'} tokens, ${budget.max_cost_usd or '-'}."
+            ),
+            from_email=None,
+            recipient_list=settings.GATEWAY_ALERT_EMAILS,
+        )
+        alert.emailed_at = timezone.now()
+        alert.save(update_fields=["emailed_at"])
+    return alert

@@ -166,3 +166,22 @@ AUDIT_RETENTION_DAYS = envint("AUDIT_RETENTION_DAYS", 0)  # 0 keeps rows forever
 AUDIT_MAX_TEXT_CHARS = envint("AUDIT_MAX_TEXT_CHARS", 100_000)
 # Default output cap sent to Anthropic, which requires max_tokens.
 ANTHROPIC_DEFAULT_MAX_TOKENS = envint("ANTHROPIC_DEFAULT_MAX_TOKENS", 4096)
+
+# --- Governance (rate limits, budgets, policies) ---------------------------------------------
+# Calendar boundaries of daily/weekly/monthly budgets.
+GATEWAY_BUDGET_TIMEZONE = envstr("GATEWAY_BUDGET_TIMEZONE", "UTC")
+# A reservation whose request never settled (a killed process) is released after this.
+GATEWAY_RESERVATION_TTL_SECONDS = envfloat("GATEWAY_RESERVATION_TTL_SECONDS", 900.0)
+GATEWAY_REDIS_TIMEOUT_SECONDS = envfloat("GATEWAY_REDIS_TIMEOUT_SECONDS", 0.5)
+# When Redis is unreachable: "open" serves without the check, "closed" answers 503.
+GATEWAY_RATE_LIMIT_FAILURE_MODE = envstr("GATEWAY_RATE_LIMIT_FAILURE_MODE", "open")
+GATEWAY_BUDGET_FAILURE_MODE = envstr("GATEWAY_BUDGET_FAILURE_MODE", "closed")
+# Output cap assumed (and sent upstream) when neither the request nor the route sets one
+# and a budget or token limit applies: the worst case must be bounded to be reserved.
+GATEWAY_DEFAULT_MAX_OUTPUT_TOKENS = envint("GATEWAY_DEFAULT_MAX_OUTPUT_TOKENS", 4096)
+GATEWAY_GOVERNANCE_ENABLED = envbool("GATEWAY_GOVERNANCE_ENABLED", True)
+GATEWAY_MAX_JSON_DEPTH = envint("GATEWAY_MAX_JSON_DEPTH", 64)
+# Soft-budget alerts go to these addresses when e-mail is configured (EMAIL_HOST).
+GATEWAY_ALERT_EMAILS = envlist("GATEWAY_ALERT_EMAILS")
+EMAIL_HOST = envstr("EMAIL_HOST", "")
+DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "gateway@localhost")

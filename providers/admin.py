@@ -1,4 +1,10 @@
-"""Admin for upstream providers and the models (with prices) they serve."""
+"""Admin for upstream providers and the models (with prices) they serve.
+
+Saved by ModelAdmin and its inline formset, not provider_upsert / provider_model_upsert:
+those are keyed by name, which these forms may change. The forms run each model's
+full_clean() and save through the model, so the rules are the services' and post_save
+still invalidates the proxy's snapshot.
+"""
 
 from __future__ import annotations
 

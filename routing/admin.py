@@ -1,4 +1,10 @@
-"""Admin for routes and their ordered upstream targets."""
+"""Admin for routes and their ordered upstream targets.
+
+Saved by ModelAdmin and its inline formset, not route_upsert: that is keyed by (tenant,
+name), which this form may change, and the formset already adds, edits and deletes
+targets row by row. Both run full_clean() and save through the model, so post_save
+invalidates the proxy's snapshot either way.
+"""
 
 from __future__ import annotations
 

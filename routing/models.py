@@ -26,6 +26,11 @@ class Route(models.Model):
     )
     strategy = models.CharField(max_length=16, choices=Strategy.choices, default=Strategy.FALLBACK)
     description = models.CharField(max_length=500, blank=True)
+    default_max_tokens = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Output cap sent upstream when a request sets none (bounds budget reservations).",
+    )
     enabled = models.BooleanField(default=True)
     updated_at = models.DateTimeField(auto_now=True)
 

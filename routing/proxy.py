@@ -17,29 +17,32 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from datetime import datetime
-from decimal import Decimal
 
 import httpx
 import orjson
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
-from django.utils import timezone
 
-from audit.writer import audit_writer
+from billing.enforcement import Guard, admit, check_policy, output_cap, requested_output_cap, settle
 from gateway_project.lib import errors
 from gateway_project.lib.errors import GatewayError
 from providers.base import Target, UpstreamError, UpstreamStreamError
 from providers.registry import provider_for
-from providers.tokens import estimate_prompt_tokens, estimate_tokens
-from routing.chat_request import ChatRequest, parse_chat_request, read_json_body
-from routing.snapshot import RouteEntry, Snapshot, snapshots
-from tenants.auth import Caller, authenticate, presented_key, presented_prefix
+from providers.tokens import count_prompt_tokens
+from routing.chat_request import parse_chat_request, read_json_body
+from routing.exchange import (
+    Exchange,
+    estimate_usage_if_missing,
+    gateway_headers,
+    note_attempt,
+    usage_from,
+)
+from routing.snapshot import RouteEntry, snapshots
+from tenants.auth import authenticate
 
 logger = logging.getLogger(__name__)
 
-COST_PLACES = Decimal("0.0000000001")
+# Upstream kinds that want the newer output-cap field when the gateway has to set one.
+_COMPLETION_TOKENS_KINDS = frozenset({"openai", "azure_openai"})
 _clients: dict[int, httpx.AsyncClient] = {}
 
 
@@ -54,97 +57,6 @@ def upstream_client() -> httpx.AsyncClient:
         )
         _clients[loop_id] = client
     return client
-
-
-@dataclass
-class Exchange:
-    """Everything the audit row needs, gathered while the request runs."""
-
-    request: HttpRequest
-    started: float = field(default_factory=time.perf_counter)
-    created_at: datetime = field(default_factory=timezone.now)
-    snapshot: Snapshot | None = None
-    caller: Caller | None = None
-    chat: ChatRequest | None = None
-    route: RouteEntry | None = None
-    target: Target | None = None
-    attempts: list[dict] = field(default_factory=list)
-    first_token_at: float | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    response_text: str = ""
-    metadata: dict = field(default_factory=dict)
-
-    @property
-    def request_id(self) -> str:
-        return self.request.request_id  # type: ignore[attr-defined]
-
-    def elapsed_ms(self, since: float | None = None) -> int:
-        return int(((since or time.perf_counter()) - self.started) * 1000)
-
-    def record(self, *, outcome: str, status: int, error: GatewayError | None = None) -> None:
-        snap, caller, chat, target = self.snapshot, self.caller, self.chat, self.target
-        cost = Decimal(0)
-        if target is not None:
-            cost = target.cost(self.prompt_tokens, self.completion_tokens).quantize(COST_PLACES)
-        metadata = dict(self.metadata)
-        if chat is not None:
-            metadata.update(chat.metadata)
-        client_request_id = self.request.headers.get("x-request-id")
-        if client_request_id:
-            metadata["client_request_id"] = client_request_id[:200]
-        limit = settings.AUDIT_MAX_TEXT_CHARS
-        audit_writer.record(
-            {
-                "request_id": self.request_id,
-                "created_at": self.created_at,
-                "tenant_id": caller.tenant.id if caller else None,
-                "tenant_slug": caller.tenant.slug if caller else "",
-                "api_key_id": caller.key.id if caller else None,
-                "key_prefix": caller.key.prefix
-                if caller
-                else presented_prefix(presented_key(self.request)),
-                "route": self.route.name if self.route else (chat.route_name if chat else ""),
-                "requested_model": chat.requested_model if chat else "",
-                "provider": target.provider_name if target else "",
-                "model": target.model if target else "",
-                "fallback_used": len(self.attempts) > 1,
-                "attempts": len(self.attempts),
-                "stream": bool(chat and chat.stream),
-                "outcome": outcome,
-                "status_code": status,
-                "error_type": (error.code or error.type) if error else "",
-                "error_message": error.message[:2000] if error else "",
-                "latency_ms": self.elapsed_ms(),
-                "ttft_ms": self.elapsed_ms(self.first_token_at) if self.first_token_at else None,
-                "prompt_tokens": self.prompt_tokens,
-                "completion_tokens": self.completion_tokens,
-                "total_tokens": self.prompt_tokens + self.completion_tokens,
-                "cost_usd": cost,
-                # Redacted by the writer thread, off the response path.
-                "prompt": chat.body.get("messages", []) if chat else [],
-                "response": self.response_text[:limit],
-                "attempt_log": self.attempts,
-                "metadata": metadata,
-                "config_version": snap.version if snap else "",
-                "_redactor": snap.redaction if snap else None,
-            }
-        )
-
-
-def _gateway_headers(exchange: Exchange) -> dict[str, str]:
-    target = exchange.target
-    headers = {
-        "x-gateway-route": exchange.route.name if exchange.route else "",
-        "x-gateway-attempts": str(len(exchange.attempts)),
-        "x-gateway-fallback": "true" if len(exchange.attempts) > 1 else "false",
-    }
-    if target is not None:
-        headers["x-gateway-provider"] = target.provider_name
-        headers["x-gateway-model"] = target.model
-    if exchange.snapshot is not None:
-        headers["x-gateway-config-version"] = exchange.snapshot.version
-    return headers
 
 
 def _resolve_route(exchange: Exchange) -> RouteEntry:
@@ -165,29 +77,79 @@ def _resolve_route(exchange: Exchange) -> RouteEntry:
     return route
 
 
+async def _govern(exchange: Exchange, body_bytes: int) -> None:
+    """Policies, then rate limits and budgets in one atomic admission (or a refusal)."""
+    snap, caller, chat, route = exchange.snapshot, exchange.caller, exchange.chat, exchange.route
+    assert snap is not None and caller is not None and chat is not None and route is not None
+    governance = snap.governance
+    limits = governance.limits_for(
+        tenant_id=caller.tenant.id, key_id=caller.key.id, route_id=route.id, route_name=route.name
+    )
+    budgets = governance.budgets_for(
+        tenant_id=caller.tenant.id, key_id=caller.key.id, route_id=route.id
+    )
+    policy = caller.key.policy
+    # Counting tokens costs CPU: only when something needs the number before the call.
+    needs_count = (
+        bool(budgets)
+        or policy.max_prompt_tokens is not None
+        or any(limit.tpm is not None for limit in limits)
+    )
+    prompt_tokens = (
+        count_prompt_tokens(chat.body["messages"], route.targets[0].kind) if needs_count else 0
+    )
+    check_policy(
+        tenant=caller.tenant,
+        key=caller.key,
+        route_name=route.name,
+        body=chat.body,
+        body_bytes=body_bytes,
+        prompt_tokens=prompt_tokens,
+    )
+    cap = output_cap(
+        body=chat.body,
+        route_default=route.default_max_tokens,
+        policy_max=policy.max_output_tokens,
+        bounded=bool(budgets),
+    )
+    requested = requested_output_cap(chat.body)
+    guard = Guard(prompt_tokens=prompt_tokens, output_cap=cap, injected_cap=None)
+    if requested is None and cap is not None:
+        guard.injected_cap = cap  # sent upstream, so the reserved worst case really is one
+    exchange.guard = guard
+    guard.admission = await admit(
+        request_id=exchange.request_id,
+        limits=limits,
+        budgets=budgets,
+        prompt_tokens=prompt_tokens,
+        tpm_output_tokens=requested or route.default_max_tokens or 0,
+        reserve_output_tokens=cap or 0,
+        max_input_price=route.max_input_price,
+        max_output_price=route.max_output_price,
+    )
+
+
+async def _settle(exchange: Exchange) -> None:
+    guard = exchange.guard
+    if guard is not None and guard.admission is not None:
+        await settle(
+            guard.admission,
+            tokens=exchange.prompt_tokens + exchange.completion_tokens,
+            cost=exchange.cost,
+        )
+
+
 def _upstream_body(exchange: Exchange, target: Target) -> dict:
     chat, snap = exchange.chat, exchange.snapshot
     assert chat is not None and snap is not None
     body = dict(chat.body)
     body["model"] = target.model
     body["messages"] = snap.redaction.upstream_messages(body["messages"])
+    guard = exchange.guard
+    if guard is not None and guard.injected_cap is not None:
+        field = "max_completion_tokens" if target.kind in _COMPLETION_TOKENS_KINDS else "max_tokens"
+        body[field] = guard.injected_cap
     return body
-
-
-def _note_attempt(
-    exchange: Exchange, target: Target, started: float, error: Exception | None
-) -> None:
-    entry: dict = {
-        "provider": target.provider_name,
-        "model": target.model,
-        "ms": int((time.perf_counter() - started) * 1000),
-        "ok": error is None,
-    }
-    if isinstance(error, UpstreamError):
-        entry.update(kind=error.kind, status=error.status, error=error.message[:500])
-    elif error is not None:
-        entry.update(kind="error", error=str(error)[:500])
-    exchange.attempts.append(entry)
 
 
 def _all_failed(exchange: Exchange, last: UpstreamError | None) -> GatewayError:
@@ -215,21 +177,6 @@ def _all_failed(exchange: Exchange, last: UpstreamError | None) -> GatewayError:
     return errors.upstream_failed(f"Every upstream target failed ({tried}).")
 
 
-def _usage_from(exchange: Exchange, usage: object) -> None:
-    if isinstance(usage, dict):
-        exchange.prompt_tokens = int(usage.get("prompt_tokens") or 0)
-        exchange.completion_tokens = int(usage.get("completion_tokens") or 0)
-
-
-def _estimate_usage_if_missing(exchange: Exchange, usage_seen: bool) -> None:
-    """Some OpenAI-compatible servers report no usage: estimate rather than bill zero."""
-    if usage_seen or exchange.chat is None:
-        return
-    exchange.prompt_tokens = estimate_prompt_tokens(exchange.chat.body.get("messages", []))
-    exchange.completion_tokens = estimate_tokens(exchange.response_text)
-    exchange.metadata["usage_estimated"] = True
-
-
 async def _complete(exchange: Exchange) -> HttpResponse:
     route = exchange.route
     assert route is not None
@@ -242,22 +189,23 @@ async def _complete(exchange: Exchange) -> HttpResponse:
                 target, _upstream_body(exchange, target), client
             )
         except UpstreamError as exc:
-            _note_attempt(exchange, target, started, exc)
+            note_attempt(exchange, target, started, exc)
             last = exc
             if not exc.retryable:
                 break
             continue
-        _note_attempt(exchange, target, started, None)
+        note_attempt(exchange, target, started, None)
         exchange.target = target
         exchange.first_token_at = time.perf_counter()
         usage = result.get("usage")
-        _usage_from(exchange, usage)
+        usage_from(exchange, usage)
         exchange.response_text = _completion_text(result)
-        _estimate_usage_if_missing(exchange, isinstance(usage, dict))
+        estimate_usage_if_missing(exchange, isinstance(usage, dict))
         response = HttpResponse(orjson.dumps(result), content_type="application/json")
-        for name, value in _gateway_headers(exchange).items():
+        for name, value in gateway_headers(exchange).items():
             response[name] = value
         exchange.record(outcome="success", status=200)
+        await _settle(exchange)
         return response
     raise _all_failed(exchange, last)
 
@@ -286,7 +234,7 @@ async def _open_stream(exchange: Exchange) -> tuple[AsyncIterator[dict], dict]:
         try:
             first = await anext(stream)
         except UpstreamError as exc:
-            _note_attempt(exchange, target, started, exc)
+            note_attempt(exchange, target, started, exc)
             last = exc
             await stream.aclose()  # type: ignore[attr-defined]
             if not exc.retryable:
@@ -295,11 +243,11 @@ async def _open_stream(exchange: Exchange) -> tuple[AsyncIterator[dict], dict]:
         except (UpstreamStreamError, StopAsyncIteration) as exc:
             # Broken before anything was forwarded: still safe to try the next target.
             error = UpstreamError(str(exc) or "empty stream", kind="bad_response")
-            _note_attempt(exchange, target, started, error)
+            note_attempt(exchange, target, started, error)
             last = error
             await stream.aclose()  # type: ignore[attr-defined]
             continue
-        _note_attempt(exchange, target, started, None)
+        note_attempt(exchange, target, started, None)
         exchange.target = target
         exchange.first_token_at = time.perf_counter()
         return stream, first
@@ -320,17 +268,27 @@ async def _relay(
     tool_args: dict[int, list[str]] = {}
     usage_seen = False
     outcome, status, failure = "cancelled", 499, None
+    guard = exchange.guard
+    # A hard budget reserved at most `output_cap` tokens: an upstream that ignores the cap
+    # is cut off there instead of overspending (about four characters a token).
+    char_budget = (
+        guard.output_cap * 4 + 16
+        if guard is not None and guard.holds_budget and guard.output_cap
+        else None
+    )
+    streamed_chars = 0
     try:
         chunk: dict | None = first
         while chunk is not None:
             is_usage_chunk = not chunk.get("choices") and chunk.get("usage") is not None
             if chunk.get("usage"):
                 usage_seen = True
-                _usage_from(exchange, chunk["usage"])
+                usage_from(exchange, chunk["usage"])
             for choice in chunk.get("choices") or ():
                 delta = choice.get("delta") or {}
                 if isinstance(delta.get("content"), str):
                     text.append(delta["content"])
+                    streamed_chars += len(delta["content"])
                 for call in delta.get("tool_calls") or ():
                     fn = call.get("function") or {}
                     pieces = tool_args.setdefault(call.get("index", 0), [])
@@ -338,6 +296,18 @@ async def _relay(
                         pieces.append(f"[tool_call {fn['name']}] ")
                     if fn.get("arguments"):
                         pieces.append(fn["arguments"])
+                        streamed_chars += len(fn["arguments"])
+            if char_budget is not None and streamed_chars > char_budget:
+                failure = GatewayError(
+                    429,
+                    "The stream was stopped: it would have run past a hard budget.",
+                    type="insufficient_quota",
+                    code="insufficient_quota",
+                )
+                outcome, status = "rejected", 429
+                exchange.metadata["stopped_at_budget"] = True
+                yield _sse(failure.body())
+                return
             if chat.include_usage:
                 yield _sse(chunk)
             elif not is_usage_chunk:
@@ -361,14 +331,21 @@ async def _relay(
         outcome, status = "error", 500
         yield _sse(failure.body())
     finally:
-        await stream.aclose()  # type: ignore[attr-defined]
+        # Record first: nothing below may keep the row from being written, even if the
+        # client's disconnect cancels us again while we await.
         exchange.response_text = "".join(text) + "".join(
             "".join(parts) for _, parts in sorted(tool_args.items())
         )
-        _estimate_usage_if_missing(exchange, usage_seen)
+        estimate_usage_if_missing(exchange, usage_seen)
         if outcome == "cancelled":
             exchange.metadata["cancelled_after_ms"] = exchange.elapsed_ms()
         exchange.record(outcome=outcome, status=status, error=failure)
+        settling = asyncio.ensure_future(_settle(exchange))
+        try:
+            await stream.aclose()  # type: ignore[attr-defined]
+            await asyncio.shield(settling)
+        except (asyncio.CancelledError, GeneratorExit):
+            pass  # `settling` runs to completion on its own
 
 
 async def handle_chat_completion(request: HttpRequest) -> HttpResponse:
@@ -380,26 +357,29 @@ async def handle_chat_completion(request: HttpRequest) -> HttpResponse:
             read_json_body(request), route_header=request.headers.get("x-route")
         )
         exchange.route = _resolve_route(exchange)
+        await _govern(exchange, body_bytes=len(request.body))
         if not exchange.chat.stream:
             return await _complete(exchange)
         stream, first = await _open_stream(exchange)
     except GatewayError as exc:
         exchange.record(outcome=exc.outcome, status=exc.status, error=exc)
+        await _settle(exchange)  # releases what was reserved
         response = exc.response()
-        for name, value in _gateway_headers(exchange).items():
+        for name, value in gateway_headers(exchange).items():
             response[name] = value
         return response
     except Exception:
         logger.exception("chat completion failed")
         failure = errors.internal_error()
         exchange.record(outcome="error", status=500, error=failure)
+        await _settle(exchange)
         return failure.response()
     response = StreamingHttpResponse(
         _relay(exchange, stream, first), content_type="text/event-stream"
     )
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
-    for name, value in _gateway_headers(exchange).items():
+    for name, value in gateway_headers(exchange).items():
         response[name] = value
     return response
 

@@ -17,16 +17,47 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 
 import orjson
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from audit.redaction import CompiledRules, compile_rules
+from billing.governance import BudgetSpec, LimitSpec
 from gateway_project.lib import generation
 from providers.base import Target
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Request limits; None means none at this level."""
+
+    max_prompt_tokens: int | None = None
+    max_output_tokens: int | None = None
+    max_n: int | None = None
+    max_body_bytes: int | None = None
+    max_messages: int | None = None
+    max_depth: int | None = None
+
+    @classmethod
+    def of(cls, row: object) -> Policy:
+        return cls(**{name: getattr(row, name) for name in cls.__dataclass_fields__})
+
+    def tightened_by(self, other: Policy) -> Policy:
+        """The stricter of two policies, field by field."""
+
+        def smaller(a: int | None, b: int | None) -> int | None:
+            return b if a is None else a if b is None else min(a, b)
+
+        return Policy(
+            **{
+                name: smaller(getattr(self, name), getattr(other, name))
+                for name in self.__dataclass_fields__
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -35,6 +66,8 @@ class TenantEntry:
     slug: str
     name: str
     active: bool
+    allowed_routes: frozenset[str] = frozenset()
+    policy: Policy = Policy()
 
 
 @dataclass(frozen=True)
@@ -47,6 +80,7 @@ class KeyEntry:
     allowed_routes: frozenset[str]
     expires_at: datetime | None
     revoked: bool
+    policy: Policy = Policy()  # already tightened by the tenant's
 
     def may_use(self, route_name: str) -> bool:
         return not self.allowed_routes or route_name in self.allowed_routes
@@ -59,6 +93,104 @@ class RouteEntry:
     tenant_id: int | None
     strategy: str
     targets: tuple[Target, ...]
+    default_max_tokens: int | None = None
+
+    @property
+    def max_input_price(self) -> Decimal:
+        return max((t.input_per_million for t in self.targets), default=Decimal(0))
+
+    @property
+    def max_output_price(self) -> Decimal:
+        return max((t.output_per_million for t in self.targets), default=Decimal(0))
+
+
+@dataclass(frozen=True)
+class Governance:
+    """Rate limits and budgets by what they apply to."""
+
+    global_limits: tuple[LimitSpec, ...] = ()
+    tenant_limits: dict[int, tuple[LimitSpec, ...]] = field(default_factory=dict)
+    tenant_model_limits: dict[tuple[int, str], tuple[LimitSpec, ...]] = field(default_factory=dict)
+    key_limits: dict[int, tuple[LimitSpec, ...]] = field(default_factory=dict)
+    route_limits: dict[int, tuple[LimitSpec, ...]] = field(default_factory=dict)
+    tenant_budgets: dict[int, tuple[BudgetSpec, ...]] = field(default_factory=dict)
+    key_budgets: dict[int, tuple[BudgetSpec, ...]] = field(default_factory=dict)
+    route_budgets: dict[int, tuple[BudgetSpec, ...]] = field(default_factory=dict)
+
+    def limits_for(
+        self, *, tenant_id: int, key_id: int, route_id: int, route_name: str
+    ) -> list[LimitSpec]:
+        return [
+            *self.key_limits.get(key_id, ()),
+            *self.tenant_limits.get(tenant_id, ()),
+            *self.tenant_model_limits.get((tenant_id, route_name), ()),
+            *self.route_limits.get(route_id, ()),
+            *self.global_limits,
+        ]
+
+    def budgets_for(self, *, tenant_id: int, key_id: int, route_id: int) -> list[BudgetSpec]:
+        return [
+            *self.key_budgets.get(key_id, ()),
+            *self.tenant_budgets.get(tenant_id, ()),
+            *self.route_budgets.get(route_id, ()),
+        ]
+
+
+def _build_governance() -> Governance:
+    from billing.models import Budget, RateLimit
+
+    gov = Governance()
+    scoped_limits = {
+        "tenant": gov.tenant_limits,
+        "key": gov.key_limits,
+        "route": gov.route_limits,
+    }
+    global_limits: list[LimitSpec] = []
+    for row in RateLimit.objects.filter(enabled=True).order_by("id"):
+        if row.scope == "global":
+            global_limits.append(LimitSpec(f"global:{row.id}", row.rpm, row.tpm))
+        elif row.scope == "tenant" and row.model_name:
+            spec = LimitSpec(f"tenant-model:{row.id}", row.rpm, row.tpm)
+            bucket = (row.tenant_id, row.model_name)
+            gov.tenant_model_limits[bucket] = (*gov.tenant_model_limits.get(bucket, ()), spec)
+        else:
+            subject = {"tenant": row.tenant_id, "key": row.api_key_id, "route": row.route_id}[
+                row.scope
+            ]
+            spec = LimitSpec(f"{row.scope}:{row.id}", row.rpm, row.tpm)
+            target = scoped_limits[row.scope]
+            target[subject] = (*target.get(subject, ()), spec)
+    scoped_budgets = {
+        "tenant": gov.tenant_budgets,
+        "key": gov.key_budgets,
+        "route": gov.route_budgets,
+    }
+    for row in Budget.objects.filter(enabled=True).order_by("id"):
+        if row.scope not in scoped_budgets:
+            continue
+        subject = {"tenant": row.tenant_id, "key": row.api_key_id, "route": row.route_id}[row.scope]
+        spec = BudgetSpec(
+            id=row.id,
+            scope=row.scope,
+            subject_id=subject,
+            period=row.period,
+            hard=row.hard,
+            max_tokens=row.max_tokens,
+            max_cost=row.max_cost_usd,
+            thresholds=tuple(sorted(row.alert_thresholds or ())),
+        )
+        target = scoped_budgets[row.scope]
+        target[subject] = (*target.get(subject, ()), spec)
+    return Governance(
+        global_limits=tuple(global_limits),
+        tenant_limits=gov.tenant_limits,
+        tenant_model_limits=gov.tenant_model_limits,
+        key_limits=gov.key_limits,
+        route_limits=gov.route_limits,
+        tenant_budgets=gov.tenant_budgets,
+        key_budgets=gov.key_budgets,
+        route_budgets=gov.route_budgets,
+    )
 
 
 @dataclass
@@ -70,6 +202,7 @@ class Snapshot:
     global_routes: dict[str, RouteEntry]
     tenant_routes: dict[tuple[int, str], RouteEntry]
     redaction: CompiledRules
+    governance: Governance = field(default_factory=Governance)
     checked_at: float = field(default=0.0)
 
     def route_for(self, tenant_id: int, name: str) -> RouteEntry | None:
@@ -112,7 +245,14 @@ def build_snapshot() -> Snapshot:
     # Read the generation first: a change landing while we read makes the next check rebuild.
     gen = generation.current()
     tenants = {
-        t.id: TenantEntry(id=t.id, slug=t.slug, name=t.name, active=t.is_active)
+        t.id: TenantEntry(
+            id=t.id,
+            slug=t.slug,
+            name=t.name,
+            active=t.is_active,
+            allowed_routes=frozenset(t.allowed_routes or ()),
+            policy=Policy.of(t),
+        )
         for t in Tenant.objects.all()
     }
     keys = {
@@ -125,6 +265,9 @@ def build_snapshot() -> Snapshot:
             allowed_routes=frozenset(k.allowed_routes or ()),
             expires_at=k.expires_at,
             revoked=k.revoked_at is not None,
+            policy=tenants[k.tenant_id].policy.tightened_by(Policy.of(k))
+            if k.tenant_id in tenants
+            else Policy.of(k),
         )
         for k in ApiKey.objects.all()
     }
@@ -147,6 +290,7 @@ def build_snapshot() -> Snapshot:
             tenant_id=route.tenant_id,
             strategy=route.strategy,
             targets=tuple(targets_by_route.get(route.id, ())),
+            default_max_tokens=route.default_max_tokens,
         )
         if route.tenant_id is None:
             global_routes[route.name] = entry
@@ -183,6 +327,7 @@ def build_snapshot() -> Snapshot:
         global_routes=global_routes,
         tenant_routes=tenant_routes,
         redaction=compile_rules(rules),
+        governance=_build_governance(),
         checked_at=generation.monotonic(),
     )
 

@@ -6,7 +6,37 @@ from django.db import models
 from django.utils import timezone
 
 
-class Tenant(models.Model):
+class UsagePolicy(models.Model):
+    """Request limits a tenant sets for all its keys, and a key may tighten further.
+
+    Empty means no limit at this level; where both set one, the smaller applies.
+    """
+
+    max_prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    max_output_tokens = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Largest max_tokens / max_completion_tokens accepted."
+    )
+    max_n = models.PositiveSmallIntegerField("maximum n", null=True, blank=True)
+    max_body_bytes = models.PositiveIntegerField(null=True, blank=True)
+    max_messages = models.PositiveIntegerField(null=True, blank=True)
+    max_depth = models.PositiveSmallIntegerField(
+        "maximum JSON nesting depth", null=True, blank=True
+    )
+
+    POLICY_FIELDS = (
+        "max_prompt_tokens",
+        "max_output_tokens",
+        "max_n",
+        "max_body_bytes",
+        "max_messages",
+        "max_depth",
+    )
+
+    class Meta:
+        abstract = True
+
+
+class Tenant(UsagePolicy):
     class Status(models.TextChoices):
         ACTIVE = "active", "Active"
         SUSPENDED = "suspended", "Suspended"
@@ -15,6 +45,11 @@ class Tenant(models.Model):
     slug = models.SlugField(max_length=100, unique=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     metadata = models.JSONField(default=dict, blank=True)
+    allowed_routes = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Route names this tenant's keys may call; empty means every visible route.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -29,7 +64,7 @@ class Tenant(models.Model):
         return self.status == self.Status.ACTIVE
 
 
-class ApiKey(models.Model):
+class ApiKey(UsagePolicy):
     """A tenant's key. Only a public prefix and a hash of the whole key are stored."""
 
     class Status(models.TextChoices):

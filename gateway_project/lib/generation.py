@@ -11,6 +11,7 @@ embedded SQLite setup has).
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -61,7 +62,8 @@ def bump() -> None:
         value = int(path.read_text() or "0") + 1
     except (FileNotFoundError, ValueError):
         value = 1
-    tmp = path.with_suffix(".tmp")
+    # A private temporary name: concurrent bumps must not rename each other's file away.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_text(str(value))
     os.replace(tmp, path)
 

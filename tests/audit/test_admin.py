@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
+from django.db.models.signals import post_save
 from django.urls import reverse
 from django.utils import timezone
 
@@ -12,6 +14,19 @@ from audit.admin import EstimatedCountPaginator
 from audit.models import AuditEvent, RedactionRule
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def saved() -> Iterator[list[str]]:
+    """The models saved (post_save, which invalidates the proxy's snapshot) during the test."""
+    seen: list[str] = []
+
+    def record(sender: type, **kwargs: object) -> None:
+        seen.append(sender.__name__)
+
+    post_save.connect(record, weak=False, dispatch_uid="test-audit-saved")
+    yield seen
+    post_save.disconnect(dispatch_uid="test-audit-saved")
 
 
 def make_event(tenant=None, **fields: object) -> AuditEvent:
@@ -179,8 +194,9 @@ def test_a_regex_rule_needs_a_valid_pattern(admin_client):
     assert not RedactionRule.objects.exists()
 
 
-def test_rules_are_enabled_and_ordered_from_the_list(admin_client):
+def test_rules_are_enabled_and_ordered_from_the_list(admin_client, saved):
     rule = RedactionRule.objects.create(name="emails", detector="email", position=0)
+    saved.clear()
     response = admin_client.post(
         reverse("admin:audit_redactionrule_changelist"),
         {
@@ -196,6 +212,30 @@ def test_rules_are_enabled_and_ordered_from_the_list(admin_client):
     assert response.status_code == 302
     rule.refresh_from_db()
     assert (rule.enabled, rule.position) == (False, 7)
+    assert "RedactionRule" in saved  # post_save: the gateway rebuilds its snapshot
+
+
+def test_a_regex_rule_edited_from_the_list_is_still_validated(admin_client):
+    rule = RedactionRule.objects.create(name="tickets", detector="regex", pattern="TCK-[0-9]+")
+    form = {
+        "form-TOTAL_FORMS": "1",
+        "form-INITIAL_FORMS": "1",
+        "form-MIN_NUM_FORMS": "0",
+        "form-MAX_NUM_FORMS": "1000",
+        "form-0-id": str(rule.pk),
+        "form-0-enabled": "on",
+        "form-0-position": "3",
+        "_save": "Save",
+    }
+    # The list edits only enabled and position, but the model's clean() still runs.
+    RedactionRule.objects.filter(pk=rule.pk).update(pattern="(a+)+")
+
+    response = admin_client.post(reverse("admin:audit_redactionrule_changelist"), form)
+
+    assert response.status_code == 200  # shown on the row, not a 500
+    assert "pattern: The pattern nests" in response.content.decode()
+    rule.refresh_from_db()
+    assert rule.position == 0
 
 
 def test_a_rule_can_be_tried_on_sample_text(admin_client):

@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+from django.db.models.signals import post_save
 from django.urls import reverse
 
 from billing.models import Budget, RateLimit
 from tests import factories
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def saved() -> Iterator[list[str]]:
+    """The models saved (post_save, which invalidates the proxy's snapshot) during the test."""
+    seen: list[str] = []
+
+    def record(sender: type, **kwargs: object) -> None:
+        seen.append(sender.__name__)
+
+    post_save.connect(record, weak=False, dispatch_uid="test-billing-saved")
+    yield seen
+    post_save.disconnect(dispatch_uid="test-billing-saved")
 
 
 @pytest.mark.parametrize(
@@ -41,12 +57,13 @@ def budget_form(**fields: str) -> dict[str, str]:
     return data | fields
 
 
-def test_it_creates_a_tenant_budget(admin_client, acme):
+def test_it_creates_a_tenant_budget(admin_client, acme, saved):
     response = admin_client.post(
         reverse("admin:billing_budget_add"), budget_form(tenant=str(acme.pk), max_cost_usd="25")
     )
     assert response.status_code == 302
     assert Budget.objects.get().tenant == acme
+    assert "Budget" in saved  # a model save: the gateway rebuilds its snapshot
 
 
 def test_a_tenant_budget_without_a_tenant_is_refused_with_the_reason(admin_client):
@@ -81,6 +98,31 @@ def test_a_key_rate_limit_must_not_name_a_tenant(admin_client, acme):
     assert response.context["adminform"].form.errors["tenant"] == [
         "Leave tenant empty for a key limit."
     ]
+
+
+def rate_limit_form(**fields: str) -> dict[str, str]:
+    data = {"scope": "tenant", "tenant": "", "api_key": "", "route": "", "model_name": ""}
+    return data | {"rpm": "60", "tpm": "", "enabled": "on"} | fields
+
+
+def test_a_tenant_rate_limit_may_be_for_one_model(admin_client, acme, saved):
+    response = admin_client.post(
+        reverse("admin:billing_ratelimit_add"),
+        rate_limit_form(tenant=str(acme.pk), model_name="support_copilot"),
+    )
+    assert response.status_code == 302
+    assert RateLimit.objects.get().model_name == "support_copilot"
+    assert "RateLimit" in saved
+
+
+def test_only_a_tenant_rate_limit_may_name_a_model(admin_client):
+    response = admin_client.post(
+        reverse("admin:billing_ratelimit_add"), rate_limit_form(scope="global", model_name="chat")
+    )
+    assert response.context["adminform"].form.errors["model_name"] == [
+        "Only a tenant rate limit can name a model; leave it empty."
+    ]
+    assert not RateLimit.objects.exists()
 
 
 def test_keys_cannot_be_issued_from_the_limit_form_popup(admin_client):

@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+from django.db.models.signals import post_save
 from django.urls import reverse
 
 from providers.models import Provider
 from tests import factories
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def saved() -> Iterator[list[str]]:
+    """The models saved (post_save, which invalidates the proxy's snapshot) during the test."""
+    seen: list[str] = []
+
+    def record(sender: type, **kwargs: object) -> None:
+        seen.append(sender.__name__)
+
+    post_save.connect(record, weak=False, dispatch_uid="test-providers-saved")
+    yield seen
+    post_save.disconnect(dispatch_uid="test-providers-saved")
 
 
 @pytest.mark.parametrize(
@@ -43,7 +59,7 @@ def test_it_says_whether_the_secret_is_set_without_showing_it(admin_client, monk
     assert 'alt="True"' in page.content.decode()
 
 
-def test_it_creates_a_provider_with_its_models_inline(admin_client):
+def test_it_creates_a_provider_with_its_models_inline(admin_client, saved):
     response = admin_client.post(
         reverse("admin:providers_provider_add"),
         {
@@ -71,3 +87,5 @@ def test_it_creates_a_provider_with_its_models_inline(admin_client):
     assert [(m.name, str(m.output_per_million)) for m in provider.models.all()] == [
         ("gpt-4o-mini", "0.600000")
     ]
+    # Model saves, not bulk writes: post_save is what makes the gateway rebuild its snapshot.
+    assert {"Provider", "ProviderModel"} <= set(saved)

@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+from django.db.models.signals import post_save
 from django.urls import reverse
 
 from routing.models import Route
 from tests import factories
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def saved() -> Iterator[list[str]]:
+    """The models saved (post_save, which invalidates the proxy's snapshot) during the test."""
+    seen: list[str] = []
+
+    def record(sender: type, **kwargs: object) -> None:
+        seen.append(sender.__name__)
+
+    post_save.connect(record, weak=False, dispatch_uid="test-routing-saved")
+    yield seen
+    post_save.disconnect(dispatch_uid="test-routing-saved")
 
 
 def targets_formset(*rows: dict[str, str], initial: int = 0) -> dict[str, str]:
@@ -108,3 +124,30 @@ def test_a_new_route_offers_two_numbered_rows_and_ignores_an_untouched_one(admin
 
     assert response.status_code == 302, response.context and response.context["errors"]
     assert Route.objects.get(name="solo").targets.count() == 1
+
+
+def test_editing_only_a_target_inline_saves_it_through_the_model(admin_client, models, saved):
+    primary, fallback = models
+    route = factories.make_route("chat", primary)
+    target = route.targets.get()
+    saved.clear()
+
+    response = admin_client.post(
+        reverse("admin:routing_route_change", args=[route.pk]),
+        {"name": "chat", "tenant": "", "strategy": "fallback", "description": "", "enabled": "on"}
+        | targets_formset(
+            {
+                "id": str(target.pk),
+                "route": str(route.pk),
+                "position": "0",
+                "provider_model": str(fallback.pk),
+                "weight": "1",
+                "enabled": "on",
+            },
+            initial=1,
+        ),
+    )
+
+    assert response.status_code == 302, response.context and response.context["errors"]
+    assert route.targets.get().provider_model == fallback
+    assert "RouteTarget" in saved  # post_save: the gateway rebuilds its snapshot

@@ -189,6 +189,23 @@ def test_targets_are_replaced_in_file_order() -> None:
     assert [(t.provider_model.name, t.weight) for t in targets] == [("echo2", 2), ("echo", 1)]
 
 
+def test_a_tenant_in_the_file_updates_the_existing_row_and_keeps_its_keys(
+    acme: Tenant, writes: list[str]
+) -> None:
+    issued = factories.make_key(acme)
+    writes.clear()
+    data = load("tenants: [{slug: acme, name: Acme Corp, status: suspended}]")
+
+    report = config_import(data=data)
+
+    assert report.counts["tenants"][Change.UPDATED] == 1
+    assert writes == ["Tenant"]
+    tenant = Tenant.objects.get()
+    assert (tenant.pk, tenant.name, tenant.status) == (acme.pk, "Acme Corp", "suspended")
+    assert list(tenant.api_keys.all()) == [issued.api_key]
+    assert config_import(data=data).counts["tenants"][Change.UNCHANGED] == 1
+
+
 def test_routes_may_use_models_that_are_already_in_the_database(acme: Tenant) -> None:
     provider = factories.make_provider("vendor")
     factories.make_model(provider, "big")

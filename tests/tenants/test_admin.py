@@ -79,6 +79,21 @@ def test_actions_suspend_and_activate_tenants(admin_client, acme, globex):
     assert acme.status == Tenant.Status.ACTIVE
 
 
+def test_actions_save_each_tenant_so_the_gateway_rebuilds_its_snapshot(
+    admin_client, acme, globex, saved
+):
+    globex.status = Tenant.Status.SUSPENDED
+    globex.save()
+    saved.clear()
+
+    admin_client.post(
+        reverse("admin:tenants_tenant_changelist"),
+        {"action": "suspend", "_selected_action": [acme.pk, globex.pk]},
+    )
+
+    assert saved == ["Tenant"]  # acme only: globex was suspended already
+
+
 def test_the_tenant_page_lists_its_keys_read_only_with_a_link_to_issue_one(admin_client, acme):
     issued = factories.make_key(acme, name="deploy bot")
     response = admin_client.get(reverse("admin:tenants_tenant_change", args=[acme.pk]))
@@ -174,6 +189,25 @@ def test_the_add_form_rejects_route_names_the_tenant_cannot_see(admin_client, ac
         "Tenant acme has no route named globex-only, nope."
     ]
     assert not ApiKey.objects.exists()
+
+
+def test_the_change_form_checks_route_names_too(admin_client, acme, globex):
+    factories.make_route(
+        "globex-only", factories.make_model(factories.make_provider()), tenant=globex
+    )
+    api_key = factories.make_key(acme).api_key
+
+    response = admin_client.post(
+        reverse("admin:tenants_apikey_change", args=[api_key.pk]),
+        {"name": "ci", "allowed_routes": "globex-only", "expires_at_0": "", "expires_at_1": ""},
+    )
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["allowed_routes"] == [
+        "Tenant acme has no route named globex-only."
+    ]
+    api_key.refresh_from_db()
+    assert api_key.allowed_routes == []
 
 
 def test_the_add_form_rejects_an_expiry_in_the_past(admin_client, acme):

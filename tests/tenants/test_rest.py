@@ -117,6 +117,18 @@ def test_a_key_for_an_unknown_route_is_refused(admin_client, acme):
     assert not ApiKey.objects.exists()
 
 
+def test_a_key_that_has_already_expired_is_refused(admin_client, acme):
+    response = admin_client.post(
+        "/api/v1/tenants/acme/keys/",
+        {"name": "ci", "expires_at": "2000-01-01T00:00:00Z"},
+        content_type="application/json",
+    )
+    error = assert_envelope(response, 400, "invalid_request_error", "invalid")
+    assert error["param"] == "expires_at"
+    assert error["message"] == "expires_at: A new key must expire in the future."
+    assert not ApiKey.objects.exists()
+
+
 def test_keys_are_listed_per_tenant_and_revoked(admin_client, acme, globex):
     mine = factories.make_key(acme).api_key
     factories.make_key(globex)

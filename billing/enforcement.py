@@ -1,0 +1,267 @@
+"""Governance on the proxy path: policies, then one atomic admission, then settlement.
+
+`routing/proxy.py` calls, in order: `check_policy()` (pure, from the snapshot),
+`admit()` (one Redis round trip for every rate limit and budget), and `settle()` once
+the request is over, however it ended. Refusals are raised as `GatewayError`s in the
+contract's envelope with the contract's headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.conf import settings
+
+from billing.governance import (
+    Admission,
+    BudgetSpec,
+    GovernanceUnavailable,
+    LimitSpec,
+    Refusal,
+    governor,
+)
+from gateway_project.lib import errors
+from gateway_project.lib.errors import GatewayError
+
+logger = logging.getLogger(__name__)
+MILLION = Decimal(1_000_000)
+
+
+@dataclass
+class Guard:
+    """What governance holds for one request until it is settled."""
+
+    prompt_tokens: int
+    output_cap: int | None  # the most output this request may produce (None: unbounded)
+    injected_cap: int | None = None  # sent upstream when the client set no cap itself
+    admission: Admission | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def holds_budget(self) -> bool:
+        return self.admission is not None and bool(self.admission.budgets)
+
+
+def json_depth(value: object) -> int:
+    """Nesting depth of parsed JSON, without recursion (a hostile body cannot blow the stack)."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in item)
+    return deepest
+
+
+def requested_output_cap(body: dict) -> int | None:
+    value = body.get("max_completion_tokens") or body.get("max_tokens")
+    return value if isinstance(value, int) else None
+
+
+def check_policy(
+    *, tenant, key, route_name: str, body: dict, body_bytes: int, prompt_tokens: int
+) -> None:  # type: ignore[no-untyped-def]
+    """Refuse requests outside the tenant's and key's policy (the key's is already the
+    stricter of the two)."""
+    if tenant.allowed_routes and route_name not in tenant.allowed_routes:
+        raise errors.permission_denied(
+            f"This tenant may not use the model or route '{route_name}'.", code="model_not_allowed"
+        )
+    policy = key.policy
+    if policy.max_body_bytes is not None and body_bytes > policy.max_body_bytes:
+        raise errors.payload_too_large(policy.max_body_bytes)
+    depth_limit = min(
+        settings.GATEWAY_MAX_JSON_DEPTH, policy.max_depth or settings.GATEWAY_MAX_JSON_DEPTH
+    )
+    if json_depth(body) > depth_limit:
+        raise errors.bad_request(
+            f"The request is nested deeper than {depth_limit} levels.", code="policy_max_depth"
+        )
+    messages = body.get("messages") or []
+    if policy.max_messages is not None and len(messages) > policy.max_messages:
+        raise errors.bad_request(
+            f"At most {policy.max_messages} messages are allowed; got {len(messages)}.",
+            param="messages",
+            code="policy_max_messages",
+        )
+    n = body.get("n")
+    if policy.max_n is not None and isinstance(n, int) and n > policy.max_n:
+        raise errors.bad_request(
+            f"'n' may be at most {policy.max_n}.", param="n", code="policy_max_n"
+        )
+    cap = requested_output_cap(body)
+    if policy.max_output_tokens is not None and cap is not None and cap > policy.max_output_tokens:
+        raise errors.bad_request(
+            f"max_tokens may be at most {policy.max_output_tokens}; got {cap}.",
+            param="max_tokens",
+            code="policy_max_output_tokens",
+        )
+    if policy.max_prompt_tokens is not None and prompt_tokens > policy.max_prompt_tokens:
+        raise errors.bad_request(
+            f"The prompt has about {prompt_tokens} tokens; at most {policy.max_prompt_tokens} "
+            "are allowed.",
+            param="messages",
+            code="policy_max_prompt_tokens",
+        )
+
+
+def output_cap(
+    *, body: dict, route_default: int | None, policy_max: int | None, bounded: bool
+) -> int | None:
+    """The most output a request may produce: what it asked for, else the route's default,
+    else the policy's maximum, else (when a budget must bound it) the gateway default."""
+    cap = requested_output_cap(body) or route_default or policy_max
+    if cap is None and bounded:
+        cap = settings.GATEWAY_DEFAULT_MAX_OUTPUT_TOKENS
+    return cap
+
+
+async def admit(
+    *,
+    request_id: str,
+    limits: list[LimitSpec],
+    budgets: list[BudgetSpec],
+    prompt_tokens: int,
+    tpm_output_tokens: int,
+    reserve_output_tokens: int,
+    max_input_price: Decimal,
+    max_output_price: Decimal,
+) -> Admission | None:
+    """Count the request everywhere or raise the contract's 429 (or 503 when Redis is away
+    and the failure policy says closed)."""
+    if not settings.GATEWAY_GOVERNANCE_ENABLED or (not limits and not budgets):
+        return None
+    reserve_cost = (
+        Decimal(prompt_tokens) * max_input_price + Decimal(reserve_output_tokens) * max_output_price
+    ) / MILLION
+    try:
+        result = await governor.admit(
+            request_id=request_id,
+            limits=limits,
+            budgets=budgets,
+            estimated_tokens=prompt_tokens + tpm_output_tokens,
+            reserve_tokens=prompt_tokens + reserve_output_tokens,
+            reserve_cost=reserve_cost,
+        )
+    except GovernanceUnavailable as exc:
+        closed = (budgets and settings.GATEWAY_BUDGET_FAILURE_MODE == "closed") or (
+            limits and settings.GATEWAY_RATE_LIMIT_FAILURE_MODE == "closed"
+        )
+        if closed:
+            logger.error("governance unavailable, refusing (fail closed): %s", exc)
+            raise GatewayError(
+                503,
+                "Rate limits and budgets cannot be checked right now; try again shortly.",
+                type="api_error",
+                code="governance_unavailable",
+                headers={"retry-after": "1", "retry-after-ms": "1000"},
+                outcome="rejected",
+            ) from exc
+        logger.warning("governance unavailable, serving without it (fail open): %s", exc)
+        return Admission(
+            request_id=request_id, limits=[], budgets=[], estimated_tokens=0, degraded=True
+        )
+    if isinstance(result, Refusal):
+        raise _refusal_error(result)
+    return result
+
+
+def _refusal_error(refusal: Refusal) -> GatewayError:
+    if refusal.kind == "budget":
+        budget = refusal.limit
+        assert isinstance(budget, BudgetSpec)
+        return GatewayError(
+            429,
+            f"The {budget.period} {refusal.detail} budget of this {budget.scope} is exhausted.",
+            type="insufficient_quota",
+            code="insufficient_quota",
+            headers={"x-should-retry": "false"},
+        )
+    limit = refusal.limit
+    assert isinstance(limit, LimitSpec)
+    per_minute = limit.rpm if refusal.detail == "requests" else limit.tpm
+    headers = {
+        f"x-ratelimit-limit-{refusal.detail}": str(per_minute),
+        f"x-ratelimit-remaining-{refusal.detail}": "0",
+    }
+    if refusal.retry_after_ms is None:
+        message = (
+            f"This request needs more tokens than the limit of {per_minute} tokens per minute "
+            f"({limit.name}) allows."
+        )
+        headers["x-should-retry"] = "false"
+    else:
+        message = f"Rate limit reached ({limit.name}): {per_minute} {refusal.detail} per minute."
+        headers["retry-after"] = str(max(1, math.ceil(refusal.retry_after_ms / 1000)))
+        headers["retry-after-ms"] = str(refusal.retry_after_ms)
+        headers[f"x-ratelimit-reset-{refusal.detail}"] = f"{refusal.retry_after_ms}ms"
+    return GatewayError(
+        429, message, type="rate_limit_error", code="rate_limit_exceeded", headers=headers
+    )
+
+
+async def settle(admission: Admission | None, *, tokens: int, cost: Decimal) -> None:
+    """Turn the reservation into real spend; never raises (the answer is already given)."""
+    if admission is None or admission.settled:
+        return
+    try:
+        spent = await governor.settle(admission, tokens=tokens, cost=cost)
+    except GovernanceUnavailable:
+        # The reservation expires by itself; the ledger (audit row) still has the spend and
+        # the counter is rebuilt from it.
+        logger.warning("could not settle %s: Redis unreachable", admission.request_id)
+        return
+    except Exception:
+        logger.exception("could not settle %s", admission.request_id)
+        return
+    for budget, tokens_after, cost_after in spent:
+        _alert_on_thresholds(admission, budget, tokens_after, cost_after, tokens, cost)
+
+
+def _crossed(
+    limit: Decimal | int | None,
+    after: Decimal | int,
+    added: Decimal | int,
+    thresholds: tuple[int, ...],
+) -> list[int]:
+    if not limit:
+        return []
+    before = after - added
+    return [t for t in thresholds if before * 100 < limit * t <= after * 100]
+
+
+def _alert_on_thresholds(
+    admission,
+    budget: BudgetSpec,
+    tokens_after: int,
+    cost_after: Decimal,
+    tokens: int,
+    cost: Decimal,
+) -> None:  # type: ignore[no-untyped-def]
+    crossed = set(_crossed(budget.max_tokens, tokens_after, tokens, budget.thresholds))
+    crossed |= set(_crossed(budget.max_cost, cost_after, cost, budget.thresholds))
+    if not crossed:
+        return
+    from billing.tasks import budget_alert_record
+
+    period = next(p for b, p in admission.budgets if b.id == budget.id)
+    for threshold in sorted(crossed):
+        # Off the event loop: queueing a task is network I/O (or, eagerly, a DB write).
+        asyncio.get_running_loop().run_in_executor(
+            None,
+            lambda t=threshold: budget_alert_record.delay(
+                budget_id=budget.id,
+                period_key=period.key,
+                threshold=t,
+                spent_tokens=tokens_after,
+                spent_cost=str(cost_after),
+            ),
+        )

@@ -1,0 +1,327 @@
+"""Rate limits and budgets on the proxy path: one atomic Redis round trip to admit a
+request, one to settle it.
+
+`Governor.admit()` runs `lua/admit.lua`, which checks every rate limit and every budget
+that applies to the request and either refuses it whole or counts it everywhere (request
+and token counters, budget reservations at the request's worst-case cost). After the
+upstream answers (or fails, or the client leaves), `Governor.settle()` runs
+`lua/settle.lua`: reservations become real spend and the token counters are corrected to
+real usage. Counters live in Redis so every process and replica shares them; the
+database ledger (the audit rows) is the record, and a budget counter that is missing
+(Redis restarted, a new period) is rebuilt from it before any decision is taken.
+
+Without REDIS_URL (the embedded single-process setup) the same scripts run on an
+in-process Redis (fakeredis with Lua), so behaviour is identical.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.utils import timezone
+
+from billing.periods import Period, period_for
+
+logger = logging.getLogger(__name__)
+
+COST_UNITS = Decimal(10) ** 10  # Redis holds cost as an integer of 1e-10 USD
+RESERVATIONS_ZSET = "gw:resv:expiry"
+_LUA = Path(__file__).resolve().parent / "lua"
+
+
+def cost_to_units(cost: Decimal) -> int:
+    return int((cost * COST_UNITS).to_integral_value(rounding="ROUND_CEILING"))
+
+
+def units_to_cost(units: int) -> Decimal:
+    return Decimal(units) / COST_UNITS
+
+
+@dataclass(frozen=True)
+class LimitSpec:
+    """One rate limit that applies to a request (compiled into the config snapshot)."""
+
+    name: str  # e.g. "key:12", "tenant:3", "route:7", "tenant-model:3:gpt-4o", "global:1"
+    rpm: int | None
+    tpm: int | None
+
+    @property
+    def redis_key(self) -> str:
+        return f"gw:rl:{self.name}"
+
+
+@dataclass(frozen=True)
+class BudgetSpec:
+    id: int
+    scope: str
+    subject_id: int
+    period: str
+    hard: bool
+    max_tokens: int | None
+    max_cost: Decimal | None
+    thresholds: tuple[int, ...] = (50, 80, 100)
+
+    def redis_key(self, period: Period) -> str:
+        return f"gw:bud:{self.id}:{period.key}"
+
+
+@dataclass
+class Refusal:
+    kind: str  # "rate_limit" | "budget"
+    detail: str  # "requests" | "tokens" | "cost"
+    limit: LimitSpec | BudgetSpec
+    retry_after_ms: int | None = None
+
+
+@dataclass
+class Admission:
+    request_id: str
+    limits: list[LimitSpec]
+    budgets: list[tuple[BudgetSpec, Period]]
+    estimated_tokens: int
+    reserved_tokens: int = 0
+    reserved_cost: Decimal = Decimal(0)
+    second: int = 0
+    headers: dict[str, str] = field(default_factory=dict)
+    settled: bool = False
+    degraded: bool = False  # admitted without Redis (fail-open)
+
+
+class GovernanceUnavailable(Exception):
+    """Redis could not be reached; the caller applies the configured failure policy."""
+
+
+class Governor:
+    def __init__(self) -> None:
+        self._clients: dict[int, object] = {}
+        self._scripts: dict[tuple[int, str], object] = {}
+        self._fake_server = None
+
+    # --- Redis plumbing ----------------------------------------------------------------------
+    def _client(self):  # type: ignore[no-untyped-def]
+        loop_id = id(asyncio.get_running_loop())
+        client = self._clients.get(loop_id)
+        if client is None:
+            if settings.REDIS_URL:
+                import redis.asyncio
+
+                client = redis.asyncio.Redis.from_url(
+                    settings.REDIS_URL,
+                    socket_timeout=settings.GATEWAY_REDIS_TIMEOUT_SECONDS,
+                    socket_connect_timeout=settings.GATEWAY_REDIS_TIMEOUT_SECONDS,
+                )
+            else:
+                import fakeredis
+
+                if self._fake_server is None:
+                    self._fake_server = fakeredis.FakeServer()
+                client = fakeredis.FakeAsyncRedis(server=self._fake_server)
+            self._clients[loop_id] = client
+        return client
+
+    def _script(self, name: str):  # type: ignore[no-untyped-def]
+        client = self._client()
+        cache_key = (id(client), name)
+        script = self._scripts.get(cache_key)
+        if script is None:
+            script = client.register_script((_LUA / f"{name}.lua").read_text())
+            self._scripts[cache_key] = script
+        return script
+
+    async def _run(self, name: str, keys: list[str], args: list) -> list:
+        try:
+            return await self._script(name)(keys=keys, args=args)
+        except Exception as exc:
+            if _is_connection_error(exc):
+                raise GovernanceUnavailable(str(exc)) from exc
+            raise
+
+    # --- admission -----------------------------------------------------------------------
+    async def admit(
+        self,
+        *,
+        request_id: str,
+        limits: list[LimitSpec],
+        budgets: list[BudgetSpec],
+        estimated_tokens: int,
+        reserve_tokens: int,
+        reserve_cost: Decimal,
+        now: datetime | None = None,
+    ) -> Admission | Refusal:
+        """Count the request against every limit and reserve its worst case on every budget,
+        or refuse it without counting anything."""
+        now = now or timezone.now()
+        periods = [(budget, period_for(budget.period, now)) for budget in budgets]
+        admission = Admission(
+            request_id=request_id,
+            limits=limits,
+            budgets=periods,
+            estimated_tokens=estimated_tokens,
+            reserved_tokens=reserve_tokens,
+            reserved_cost=reserve_cost,
+        )
+        if not limits and not budgets:
+            return admission
+        now_ms = int(now.timestamp() * 1000)
+        keys = [f"gw:resv:{request_id}", RESERVATIONS_ZSET]
+        keys += [limit.redis_key for limit in limits]
+        keys += [budget.redis_key(period) for budget, period in periods]
+        args: list = [
+            now_ms,
+            request_id,
+            now_ms + int(settings.GATEWAY_RESERVATION_TTL_SECONDS * 1000),
+            len(limits),
+            len(periods),
+            estimated_tokens,
+        ]
+        for limit in limits:
+            args += [_or_none(limit.rpm), _or_none(limit.tpm)]
+        reserve_units = cost_to_units(reserve_cost)
+        for budget, _period in periods:
+            args += [
+                _or_none(budget.max_tokens),
+                _or_none(cost_to_units(budget.max_cost) if budget.max_cost is not None else None),
+                1 if budget.hard else 0,
+                reserve_tokens,
+                reserve_units,
+            ]
+        for _attempt in range(3):
+            result = await self._run("admit", keys, args)
+            status = _text(result[0])
+            if status == "missing":
+                await self._rebuild([periods[int(i) - 1] for i in result[1:]])
+                continue
+            if status == "rate_limited":
+                limit = limits[int(result[1]) - 1]
+                retry = int(result[4])
+                return Refusal("rate_limit", _text(result[2]), limit, None if retry < 0 else retry)
+            if status == "budget":
+                budget, _period = periods[int(result[1]) - 1]
+                return Refusal("budget", _text(result[2]), budget)
+            admission.second = int(result[1])
+            admission.headers = _rate_headers(limits, result[2:])
+            return admission
+        raise GovernanceUnavailable("budget counters could not be rebuilt")
+
+    async def _rebuild(self, missing: list[tuple[BudgetSpec, Period]]) -> None:
+        from billing.selectors import budget_spend_in_period
+
+        for budget, period in missing:
+            tokens, cost = await sync_to_async(budget_spend_in_period, thread_sensitive=False)(
+                scope=budget.scope,
+                subject_id=budget.subject_id,
+                start=period.start,
+                end=period.end,
+            )
+            expire_at = (
+                int(period.end.timestamp()) + 86_400 if period.end else int(time.time()) + 10**9
+            )
+            await self._run(
+                "init_budget", [budget.redis_key(period)], [tokens, cost_to_units(cost), expire_at]
+            )
+            logger.info("budget %s rebuilt from the ledger for %s", budget.id, period.key)
+
+    # --- settlement --------------------------------------------------------------------------
+    async def settle(
+        self, admission: Admission, *, tokens: int, cost: Decimal, prompt_tokens: int | None = None
+    ) -> list[tuple[BudgetSpec, int, Decimal]]:
+        """Replace the reservation with what was consumed (zero for a failed request).
+
+        Returns each budget's spend after settling, for threshold alerts. Idempotent: a
+        second call for the same admission does nothing.
+        """
+        if admission.settled or admission.degraded:
+            return []
+        admission.settled = True
+        if not admission.limits and not admission.budgets:
+            return []
+        keys = [f"gw:resv:{admission.request_id}", RESERVATIONS_ZSET]
+        keys += [budget.redis_key(period) for budget, period in admission.budgets]
+        keys += [limit.redis_key for limit in admission.limits]
+        correction = tokens - admission.estimated_tokens
+        result = await self._run(
+            "settle",
+            keys,
+            [
+                admission.request_id,
+                len(admission.budgets),
+                len(admission.limits),
+                tokens,
+                cost_to_units(cost),
+                admission.second,
+                correction,
+            ],
+        )
+        spent = []
+        for index, (budget, _period) in enumerate(admission.budgets):
+            tokens_after, cost_after = int(result[2 * index]), int(result[2 * index + 1])
+            if tokens_after >= 0:
+                spent.append((budget, tokens_after, units_to_cost(cost_after)))
+        return spent
+
+    async def reset_for_tests(self) -> None:
+        client = self._client()
+        keys = [key async for key in client.scan_iter(match="gw:*")]
+        for key in keys:
+            if not key.startswith(b"gw:config"):
+                await client.delete(key)
+
+
+def _or_none(value: int | None) -> int:
+    return -1 if value is None else int(value)
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _is_connection_error(exc: Exception) -> bool:
+    import redis.exceptions
+
+    return isinstance(
+        exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+    )
+
+
+def _rate_headers(limits: list[LimitSpec], flat: list) -> dict[str, str]:
+    """OpenAI-style x-ratelimit-* headers for the tightest request and token limits."""
+    headers: dict[str, str] = {}
+    best_req: tuple[int, int, int] | None = None  # (remaining, limit, reset_ms)
+    best_tok: tuple[int, int, int] | None = None
+    for index, limit in enumerate(limits):
+        rem_r, rem_t, reset_r, reset_t = (int(x) for x in flat[4 * index : 4 * index + 4])
+        if limit.rpm is not None and (best_req is None or rem_r < best_req[0]):
+            best_req = (rem_r, limit.rpm, reset_r)
+        if limit.tpm is not None and (best_tok is None or rem_t < best_tok[0]):
+            best_tok = (rem_t, limit.tpm, reset_t)
+    if best_req:
+        headers["x-ratelimit-limit-requests"] = str(best_req[1])
+        headers["x-ratelimit-remaining-requests"] = str(max(best_req[0], 0))
+        headers["x-ratelimit-reset-requests"] = _duration(best_req[2])
+    if best_tok:
+        headers["x-ratelimit-limit-tokens"] = str(best_tok[1])
+        headers["x-ratelimit-remaining-tokens"] = str(max(best_tok[0], 0))
+        headers["x-ratelimit-reset-tokens"] = _duration(best_tok[2])
+    return headers
+
+
+def _duration(ms: int) -> str:
+    """OpenAI's reset format: "1s", "6m0s", "250ms"."""
+    if ms <= 0:
+        return "0s"
+    if ms < 1000:
+        return f"{ms}ms"
+    seconds = ms / 1000
+    minutes, seconds = divmod(seconds, 60)
+    return f"{int(minutes)}m{seconds:.0f}s" if minutes else f"{seconds:.0f}s"
+
+
+governor = Governor()

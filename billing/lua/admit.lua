@@ -1,0 +1,141 @@
+local unpack = unpack or table.unpack
+-- Check and consume every rate limit and reserve every budget of one request, atomically.
+-- A request is refused whole (nothing is counted anywhere) or counted everywhere.
+--
+-- KEYS: [1] reservation hash, [2] reservation expiry zset,
+--       [3 .. 2+L] rate-limit hashes, [3+L .. 2+L+B] budget hashes
+-- ARGV: [1] now_ms, [2] request_id, [3] reservation expiry (ms, absolute), [4] L, [5] B,
+--       [6] prompt-token estimate (for TPM), then per limit: rpm, tpm (-1 = none),
+--       then per budget: max_tokens, max_cost (-1 = none), hard (1/0), tokens, cost
+-- Rate-limit hashes hold one field per second: "r<sec>" requests, "t<sec>" tokens;
+-- a window is the last 60 whole seconds. Budget hashes hold st/sc (spent tokens/cost)
+-- and rt/rc (reserved); cost is an integer in 1e-10 USD.
+-- Returns {status, ...}: {"ok", sec, then per limit: rem_req, rem_tok, reset_req, reset_tok}
+-- or {"rate_limited", limit_index, kind, limit, retry_ms} or {"budget", budget_index,
+-- kind} or {"missing", budget_index...}.
+
+local WINDOW = 60
+local now_ms = tonumber(ARGV[1])
+local now_s = math.floor(now_ms / 1000)
+local L = tonumber(ARGV[4])
+local B = tonumber(ARGV[5])
+local est = tonumber(ARGV[6])
+
+-- Release reservations whose request died without settling (a killed process).
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now_ms, 'LIMIT', 0, 50)
+for _, rid in ipairs(expired) do
+  local rkey = 'gw:resv:' .. rid
+  local held = redis.call('HGETALL', rkey)
+  for i = 1, #held, 2 do
+    local budget_key = held[i]
+    local sep = string.find(held[i + 1], ':', 1, true)
+    local t = tonumber(string.sub(held[i + 1], 1, sep - 1))
+    local c = tonumber(string.sub(held[i + 1], sep + 1))
+    if redis.call('EXISTS', budget_key) == 1 then
+      redis.call('HINCRBY', budget_key, 'rt', -t)
+      redis.call('HINCRBY', budget_key, 'rc', -c)
+    end
+  end
+  redis.call('DEL', rkey)
+  redis.call('ZREM', KEYS[2], rid)
+end
+
+-- Budgets whose counters are gone (Redis restarted or flushed, or a new period) must be
+-- rebuilt from the database ledger before anything is decided.
+local missing = {}
+for j = 1, B do
+  if redis.call('EXISTS', KEYS[2 + L + j]) == 0 then
+    table.insert(missing, j)
+  end
+end
+if #missing > 0 then
+  return {'missing', unpack(missing)}
+end
+
+-- Rate limits: sum the window, drop seconds that left it.
+local results = {}
+local base = 6
+for i = 1, L do
+  local key = KEYS[2 + i]
+  local rpm = tonumber(ARGV[base + 1])
+  local tpm = tonumber(ARGV[base + 2])
+  base = base + 2
+  local fields = redis.call('HGETALL', key)
+  local used_r, used_t = 0, 0
+  local oldest_r, oldest_t = nil, nil
+  local stale = {}
+  for f = 1, #fields, 2 do
+    local name = fields[f]
+    local sec = tonumber(string.sub(name, 2))
+    if sec <= now_s - WINDOW then
+      table.insert(stale, name)
+    else
+      local v = tonumber(fields[f + 1])
+      if string.sub(name, 1, 1) == 'r' then
+        used_r = used_r + v
+        if v > 0 and (oldest_r == nil or sec < oldest_r) then oldest_r = sec end
+      else
+        used_t = used_t + v
+        if v > 0 and (oldest_t == nil or sec < oldest_t) then oldest_t = sec end
+      end
+    end
+  end
+  if #stale > 0 then
+    redis.call('HDEL', key, unpack(stale))
+  end
+  local reset_r = oldest_r and ((oldest_r + WINDOW) * 1000 - now_ms) or 0
+  local reset_t = oldest_t and ((oldest_t + WINDOW) * 1000 - now_ms) or 0
+  if rpm >= 0 and used_r + 1 > rpm then
+    return {'rate_limited', i, 'requests', rpm, math.max(reset_r, 1)}
+  end
+  if tpm >= 0 and used_t + est > tpm then
+    local retry = reset_t
+    if est > tpm then retry = -1 end  -- can never fit: no point retrying
+    return {'rate_limited', i, 'tokens', tpm, retry}
+  end
+  local rem_r = rpm >= 0 and (rpm - used_r - 1) or -1
+  local rem_t = tpm >= 0 and (tpm - used_t - est) or -1
+  table.insert(results, {rem_r, rem_t, reset_r, reset_t})
+end
+
+-- Budgets: hard ones refuse when spent + reserved + this request's worst case would pass.
+local wants = {}
+for j = 1, B do
+  local key = KEYS[2 + L + j]
+  local max_t = tonumber(ARGV[base + 1])
+  local max_c = tonumber(ARGV[base + 2])
+  local hard = tonumber(ARGV[base + 3])
+  local need_t = tonumber(ARGV[base + 4])
+  local need_c = tonumber(ARGV[base + 5])
+  base = base + 5
+  local v = redis.call('HMGET', key, 'st', 'sc', 'rt', 'rc')
+  local st, sc, rt, rc = tonumber(v[1] or 0), tonumber(v[2] or 0), tonumber(v[3] or 0), tonumber(v[4] or 0)
+  if hard == 1 then
+    if max_t >= 0 and st + rt + need_t > max_t then return {'budget', j, 'tokens'} end
+    if max_c >= 0 and sc + rc + need_c > max_c then return {'budget', j, 'cost'} end
+  end
+  table.insert(wants, {key, need_t, need_c})
+end
+
+-- Admitted: count it everywhere.
+for i = 1, L do
+  local key = KEYS[2 + i]
+  redis.call('HINCRBY', key, 'r' .. now_s, 1)
+  if est > 0 then redis.call('HINCRBY', key, 't' .. now_s, est) end
+  redis.call('EXPIRE', key, WINDOW * 2)
+end
+if B > 0 then
+  for _, w in ipairs(wants) do
+    redis.call('HINCRBY', w[1], 'rt', w[2])
+    redis.call('HINCRBY', w[1], 'rc', w[3])
+    redis.call('HSET', KEYS[1], w[1], w[2] .. ':' .. w[3])
+  end
+  redis.call('ZADD', KEYS[2], tonumber(ARGV[3]), ARGV[2])
+  redis.call('PEXPIREAT', KEYS[1], tonumber(ARGV[3]) + 3600000)
+end
+
+local out = {'ok', now_s}
+for _, r in ipairs(results) do
+  for _, x in ipairs(r) do table.insert(out, x) end
+end
+return out

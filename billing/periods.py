@@ -1,0 +1,52 @@
+"""Budget periods on calendar boundaries in the configured time zone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+
+EPOCH = datetime(1970, 1, 1, tzinfo=ZoneInfo("UTC"))
+
+
+@dataclass(frozen=True)
+class Period:
+    key: str  # part of the Redis key: a new period starts from zero by itself
+    start: datetime  # aware; the ledger sums audit rows created in [start, end)
+    end: datetime | None  # None for a total budget
+
+
+def budget_timezone() -> ZoneInfo:
+    return ZoneInfo(settings.GATEWAY_BUDGET_TIMEZONE)
+
+
+def period_for(kind: str, now: datetime) -> Period:
+    local = now.astimezone(budget_timezone())
+    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    if kind == "daily":
+        start = midnight
+        end = _add_days(start, 1)
+        return Period(f"d{start:%Y%m%d}", start, end)
+    if kind == "weekly":
+        start = _add_days(midnight, -midnight.weekday())  # Monday
+        end = _add_days(start, 7)
+        return Period(f"w{start:%Y%m%d}", start, end)
+    if kind == "monthly":
+        start = midnight.replace(day=1)
+        end = (
+            start.replace(year=start.year + 1, month=1)
+            if start.month == 12
+            else (start.replace(month=start.month + 1))
+        )
+        return Period(f"m{start:%Y%m}", start, end)
+    if kind == "total":
+        return Period("total", EPOCH, None)
+    raise ValueError(f"unknown budget period {kind!r}")
+
+
+def _add_days(day: datetime, days: int) -> datetime:
+    """Calendar arithmetic in local time (a DST day is 23 or 25 hours long)."""
+    naive = day.replace(tzinfo=None) + timedelta(days=days)
+    return naive.replace(tzinfo=day.tzinfo)

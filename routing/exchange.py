@@ -1,0 +1,154 @@
+"""The state of one proxied request, and the audit row it becomes."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from django.conf import settings
+from django.http import HttpRequest
+from django.utils import timezone
+
+from audit.writer import audit_writer
+from billing.enforcement import Guard
+from gateway_project.lib.errors import GatewayError
+from providers.base import Target, UpstreamError
+from providers.tokens import estimate_prompt_tokens, estimate_tokens
+from routing.chat_request import ChatRequest
+from routing.snapshot import RouteEntry, Snapshot
+from tenants.auth import Caller, presented_key, presented_prefix
+
+COST_PLACES = Decimal("0.0000000001")
+
+
+@dataclass
+class Exchange:
+    """Everything the audit row needs, gathered while the request runs."""
+
+    request: HttpRequest
+    started: float = field(default_factory=time.perf_counter)
+    created_at: datetime = field(default_factory=timezone.now)
+    snapshot: Snapshot | None = None
+    caller: Caller | None = None
+    chat: ChatRequest | None = None
+    route: RouteEntry | None = None
+    target: Target | None = None
+    attempts: list[dict] = field(default_factory=list)
+    first_token_at: float | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    response_text: str = ""
+    metadata: dict = field(default_factory=dict)
+    guard: Guard | None = None
+
+    @property
+    def request_id(self) -> str:
+        return self.request.request_id  # type: ignore[attr-defined]
+
+    def elapsed_ms(self, since: float | None = None) -> int:
+        return int(((since or time.perf_counter()) - self.started) * 1000)
+
+    @property
+    def cost(self) -> Decimal:
+        if self.target is None:
+            return Decimal(0)
+        return self.target.cost(self.prompt_tokens, self.completion_tokens).quantize(COST_PLACES)
+
+    def record(self, *, outcome: str, status: int, error: GatewayError | None = None) -> None:
+        snap, caller, chat, target = self.snapshot, self.caller, self.chat, self.target
+        cost = self.cost
+        metadata = dict(self.metadata)
+        if chat is not None:
+            metadata.update(chat.metadata)
+        client_request_id = self.request.headers.get("x-request-id")
+        if client_request_id:
+            metadata["client_request_id"] = client_request_id[:200]
+        limit = settings.AUDIT_MAX_TEXT_CHARS
+        audit_writer.record(
+            {
+                "request_id": self.request_id,
+                "created_at": self.created_at,
+                "tenant_id": caller.tenant.id if caller else None,
+                "tenant_slug": caller.tenant.slug if caller else "",
+                "api_key_id": caller.key.id if caller else None,
+                "key_prefix": caller.key.prefix
+                if caller
+                else presented_prefix(presented_key(self.request)),
+                "route_id": self.route.id if self.route else None,
+                "route": self.route.name if self.route else (chat.route_name if chat else ""),
+                "requested_model": chat.requested_model if chat else "",
+                "provider": target.provider_name if target else "",
+                "model": target.model if target else "",
+                "fallback_used": len(self.attempts) > 1,
+                "attempts": len(self.attempts),
+                "stream": bool(chat and chat.stream),
+                "outcome": outcome,
+                "status_code": status,
+                "error_type": (error.code or error.type) if error else "",
+                "error_message": error.message[:2000] if error else "",
+                "latency_ms": self.elapsed_ms(),
+                "ttft_ms": self.elapsed_ms(self.first_token_at) if self.first_token_at else None,
+                "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens,
+                "total_tokens": self.prompt_tokens + self.completion_tokens,
+                "cost_usd": cost,
+                # Redacted by the writer thread, off the response path.
+                "prompt": chat.body.get("messages", []) if chat else [],
+                "response": self.response_text[:limit],
+                "attempt_log": self.attempts,
+                "metadata": metadata,
+                "config_version": snap.version if snap else "",
+                "_redactor": snap.redaction if snap else None,
+            }
+        )
+
+
+def gateway_headers(exchange: Exchange) -> dict[str, str]:
+    target = exchange.target
+    headers = {
+        "x-gateway-route": exchange.route.name if exchange.route else "",
+        "x-gateway-attempts": str(len(exchange.attempts)),
+        "x-gateway-fallback": "true" if len(exchange.attempts) > 1 else "false",
+    }
+    if target is not None:
+        headers["x-gateway-provider"] = target.provider_name
+        headers["x-gateway-model"] = target.model
+    if exchange.snapshot is not None:
+        headers["x-gateway-config-version"] = exchange.snapshot.version
+    guard = exchange.guard
+    if guard is not None and guard.admission is not None:
+        headers.update(guard.admission.headers)
+    return headers
+
+
+def note_attempt(
+    exchange: Exchange, target: Target, started: float, error: Exception | None
+) -> None:
+    entry: dict = {
+        "provider": target.provider_name,
+        "model": target.model,
+        "ms": int((time.perf_counter() - started) * 1000),
+        "ok": error is None,
+    }
+    if isinstance(error, UpstreamError):
+        entry.update(kind=error.kind, status=error.status, error=error.message[:500])
+    elif error is not None:
+        entry.update(kind="error", error=str(error)[:500])
+    exchange.attempts.append(entry)
+
+
+def usage_from(exchange: Exchange, usage: object) -> None:
+    if isinstance(usage, dict):
+        exchange.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+        exchange.completion_tokens = int(usage.get("completion_tokens") or 0)
+
+
+def estimate_usage_if_missing(exchange: Exchange, usage_seen: bool) -> None:
+    """Some OpenAI-compatible servers report no usage: estimate rather than bill zero."""
+    if usage_seen or exchange.chat is None:
+        return
+    exchange.prompt_tokens = estimate_prompt_tokens(exchange.chat.body.get("messages", []))
+    exchange.completion_tokens = estimate_tokens(exchange.response_text)
+    exchange.metadata["usage_estimated"] = True
