@@ -43,9 +43,12 @@ class _Answer:
     tool_call: dict | None
     prompt_tokens: int
     completion_tokens: int
+    truncated: bool = False
 
     @property
     def finish_reason(self) -> str:
+        if self.truncated:
+            return "length"
         return "tool_calls" if self.tool_call else "stop"
 
     @property
@@ -140,6 +143,11 @@ def _answer(target: Target, body: dict) -> _Answer:
         }
         return _Answer(None, call, prompt_tokens, estimate_tokens(name + arguments))
     content = f"[stub:{target.model}] {_echo(messages)}"
+    cap = body.get("max_completion_tokens") or body.get("max_tokens")
+    if isinstance(cap, int) and cap > 0 and estimate_tokens(content) > cap:
+        # Like a real model, stop at the output cap (about four characters a token).
+        content = content[: cap * 4]
+        return _Answer(content, None, prompt_tokens, cap, truncated=True)
     return _Answer(content, None, prompt_tokens, estimate_tokens(content))
 
 

@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import logging
+
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 
 from gateway_project.lib import generation
+
+logger = logging.getLogger(__name__)
 
 
 def _config_changed(**kwargs: object) -> None:
     from routing.snapshot import snapshots
 
     def bump() -> None:
-        generation.bump()
         snapshots.invalidate()
+        try:
+            generation.bump()
+        except Exception:
+            # The write is committed; other processes catch up once Redis answers again
+            # (their snapshot was built under an older or unknown generation).
+            logger.exception("could not announce a configuration change")
 
     transaction.on_commit(bump)
 

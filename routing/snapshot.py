@@ -243,7 +243,12 @@ def build_snapshot() -> Snapshot:
     from tenants.models import ApiKey, Tenant
 
     # Read the generation first: a change landing while we read makes the next check rebuild.
-    gen = generation.current()
+    try:
+        gen = generation.current()
+    except Exception:
+        # Redis away: build anyway; the next readable generation differs and rebuilds.
+        logger.warning("config generation unreadable while building the snapshot")
+        gen = "unknown"
     tenants = {
         t.id: TenantEntry(
             id=t.id,

@@ -79,6 +79,21 @@ def count_queries_everywhere() -> Iterator[QueryCounter]:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _fresh_redis():
+    """Governance counters are keyed by budget and limit ids, which a new test database
+    hands out again: start every run from empty counters."""
+    from django.conf import settings
+
+    if settings.REDIS_URL:
+        import redis
+
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        for key in client.scan_iter(match="gw:*"):
+            client.delete(key)
+    yield
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _close_worker_thread_connections():
     """Async tests run ORM calls on asgiref's shared worker thread; close its connection
     at the end so the test database can be dropped."""

@@ -33,7 +33,11 @@ def _redis():
     if _sync_client is None:
         import redis
 
-        _sync_client = redis.Redis.from_url(settings.REDIS_URL)
+        _sync_client = redis.Redis.from_url(
+            settings.REDIS_URL,
+            socket_timeout=settings.GATEWAY_REDIS_TIMEOUT_SECONDS,
+            socket_connect_timeout=settings.GATEWAY_REDIS_TIMEOUT_SECONDS,
+        )
     return _sync_client
 
 
@@ -46,7 +50,11 @@ def async_redis():
     loop_id = id(asyncio.get_running_loop())
     client = _async_clients.get(loop_id)
     if client is None:
-        client = redis.asyncio.Redis.from_url(settings.REDIS_URL)
+        client = redis.asyncio.Redis.from_url(
+            settings.REDIS_URL,
+            socket_timeout=settings.GATEWAY_REDIS_TIMEOUT_SECONDS,
+            socket_connect_timeout=settings.GATEWAY_REDIS_TIMEOUT_SECONDS,
+        )
         _async_clients[loop_id] = client
     return client
 
