@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from billing.models import Budget, BudgetAlert, RateLimit, Scope
+from billing.models import Budget, BudgetAlert, RateLimit, Scope, default_thresholds
 from gateway_project.lib.upsert import SyncResult, replace_rows
 from routing.models import Route
 from tenants.models import ApiKey, Tenant
@@ -21,6 +23,7 @@ class BudgetSpec:
     max_cost_usd: Decimal | None = None
     hard: bool = True
     enabled: bool = True
+    alert_thresholds: tuple[int, ...] = tuple(default_thresholds())
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ def _budget_values(spec: BudgetSpec) -> dict[str, Any]:
         "max_cost_usd": spec.max_cost_usd,
         "hard": spec.hard,
         "enabled": spec.enabled,
+        "alert_thresholds": list(spec.alert_thresholds),
     }
 
 
@@ -76,6 +80,28 @@ def _rate_limit_values(spec: RateLimitSpec) -> dict[str, Any]:
         "model_name": spec.model_name,
         "enabled": spec.enabled,
     }
+
+
+def budget_thresholds_validate(*, thresholds: Iterable[object]) -> list[int]:
+    """A budget's alert thresholds, tidied up (sorted, no repeats) and checked.
+
+    Each must be a whole percentage from 1 to 100. Raises ValidationError (code
+    "invalid_threshold") naming what is wrong. The admin form and the config importer both
+    call this, so a list one accepts the other accepts too, and stores the same way.
+    """
+    values = list(thresholds)
+    bad = [
+        value
+        for value in values
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100
+    ]
+    if bad:
+        shown = ", ".join(repr(value) for value in bad)
+        raise ValidationError(
+            f"Thresholds are whole percentages from 1 to 100; not {shown}.",
+            code="invalid_threshold",
+        )
+    return sorted(set(values))  # type: ignore[arg-type]
 
 
 def budget_create(*, subject: Subject, spec: BudgetSpec) -> Budget:

@@ -42,7 +42,17 @@ class Target:
     stub_delay_ms: int = 0
     context_window: int | None = None
     weight: int = 1
+    first_byte_timeout_s: float | None = None
+    stream_idle_timeout_s: float | None = None
+    max_retries: int = 1
+    circuit_failure_threshold: int = 5
+    circuit_cooldown_s: int = 30
     extra: dict = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def key(self) -> str:
+        """Stable name of this target across config rebuilds (circuit and latency state)."""
+        return f"{self.provider_name}/{self.model}"
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> Decimal:
         million = Decimal(1_000_000)

@@ -24,6 +24,29 @@ class Provider(models.Model):
     api_version = models.CharField(max_length=50, blank=True, help_text="Azure api-version.")
     connect_timeout_s = models.DecimalField(max_digits=8, decimal_places=3, default=5)
     timeout_s = models.DecimalField(max_digits=8, decimal_places=3, default=60)
+    first_byte_timeout_s = models.DecimalField(
+        max_digits=8,
+        decimal_places=3,
+        null=True,
+        blank=True,
+        help_text="Longest wait for the first byte of an answer (empty: the total timeout).",
+    )
+    stream_idle_timeout_s = models.DecimalField(
+        max_digits=8,
+        decimal_places=3,
+        null=True,
+        blank=True,
+        help_text="Longest silence between two streamed chunks (empty: the total timeout).",
+    )
+    max_retries = models.PositiveSmallIntegerField(
+        default=1, help_text="Retries on this provider (with backoff) before the next target."
+    )
+    circuit_failure_threshold = models.PositiveSmallIntegerField(
+        default=5, help_text="Consecutive failures that open the circuit."
+    )
+    circuit_cooldown_s = models.PositiveIntegerField(
+        default=30, help_text="How long an open circuit waits before a half-open probe."
+    )
     stub_delay_ms = models.PositiveIntegerField(
         default=0, help_text="Stub only: delay before answering (and between chunks)."
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.db import models
 
 
@@ -30,6 +32,23 @@ class Route(models.Model):
         null=True,
         blank=True,
         help_text="Output cap sent upstream when a request sets none (bounds budget reservations).",
+    )
+    cache_ttl_seconds = models.PositiveIntegerField(
+        default=0, help_text="Cache identical non-streaming answers this long (0: no cache)."
+    )
+    semantic_cache = models.BooleanField(
+        default=False, help_text="Also answer near-duplicate prompts from the cache."
+    )
+    semantic_threshold = models.DecimalField(
+        max_digits=4,
+        decimal_places=3,
+        default=Decimal("0.950"),
+        help_text="Cosine similarity a cached prompt needs to count as a hit.",
+    )
+    hedge_after_ms = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Start the next target if the first has sent nothing after this long.",
     )
     enabled = models.BooleanField(default=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -14,6 +14,7 @@ Order of work for one request (ARCHITECTURE.md walks through it):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -368,6 +369,16 @@ async def handle_chat_completion(request: HttpRequest) -> HttpResponse:
         for name, value in gateway_headers(exchange).items():
             response[name] = value
         return response
+    except asyncio.CancelledError:
+        # The client hung up before the answer: Django cancels the view. The upstream call
+        # is abandoned with it (httpx closes the connection); the row and the settlement
+        # must still happen.
+        exchange.metadata["cancelled_after_ms"] = exchange.elapsed_ms()
+        exchange.record(outcome="cancelled", status=499)
+        settling = asyncio.ensure_future(_settle(exchange))
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(settling)
+        raise
     except Exception:
         logger.exception("chat completion failed")
         failure = errors.internal_error()

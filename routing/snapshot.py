@@ -94,6 +94,10 @@ class RouteEntry:
     strategy: str
     targets: tuple[Target, ...]
     default_max_tokens: int | None = None
+    cache_ttl_seconds: int = 0
+    semantic_cache: bool = False
+    semantic_threshold: float = 0.95
+    hedge_after_ms: int | None = None
 
     @property
     def max_input_price(self) -> Decimal:
@@ -233,7 +237,16 @@ def _target(rt, pm, provider) -> Target:  # type: ignore[no-untyped-def]
         stub_delay_ms=provider.stub_delay_ms,
         context_window=pm.context_window,
         weight=rt.weight,
+        first_byte_timeout_s=_seconds(provider.first_byte_timeout_s),
+        stream_idle_timeout_s=_seconds(provider.stream_idle_timeout_s),
+        max_retries=provider.max_retries,
+        circuit_failure_threshold=provider.circuit_failure_threshold,
+        circuit_cooldown_s=provider.circuit_cooldown_s,
     )
+
+
+def _seconds(value: Decimal | None) -> float | None:
+    return float(value) if value is not None else None
 
 
 def build_snapshot() -> Snapshot:
@@ -296,6 +309,10 @@ def build_snapshot() -> Snapshot:
             strategy=route.strategy,
             targets=tuple(targets_by_route.get(route.id, ())),
             default_max_tokens=route.default_max_tokens,
+            cache_ttl_seconds=route.cache_ttl_seconds,
+            semantic_cache=route.semantic_cache,
+            semantic_threshold=float(route.semantic_threshold),
+            hedge_after_ms=route.hedge_after_ms,
         )
         if route.tenant_id is None:
             global_routes[route.name] = entry

@@ -363,3 +363,28 @@ def test_redaction_masks_the_audit_copy_and_only_opted_in_rules_reach_upstream(w
     row = audit_row(raw.headers["x-request-id"])
     assert row.prompt == [{"role": "user", "content": "Reset [EMAIL], card [CARD]"}]
     assert "mario.rossi" not in row.response and "[EMAIL]" in row.response
+
+
+def test_a_client_hanging_up_before_the_answer_leaves_a_cancelled_row(world, gateway):
+    import httpx
+
+    slow = factories.make_provider("slow-stub", kind="stub", stub_delay_ms=3000)
+    factories.make_route("sluggish", factories.make_model(slow, "echo"), tenant=world["acme"])
+    before = set(AuditEvent.objects.values_list("request_id", flat=True))
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            f"{gateway.base_url}/v1/chat/completions",
+            headers={"authorization": f"Bearer {world['key'].plaintext}"},
+            json={"model": "sluggish", "messages": HELLO},
+            timeout=httpx.Timeout(0.5),
+        )
+    deadline = time.monotonic() + 5
+    while True:
+        rows = AuditEvent.objects.exclude(request_id__in=before).filter(route="sluggish")
+        if rows:
+            break
+        assert time.monotonic() < deadline, "no audit row for the abandoned request"
+        time.sleep(0.05)
+    [row] = rows
+    assert row.outcome == "cancelled" and row.status_code == 499
+    assert row.latency_ms < 2500  # recorded when the client left, not when the stub answered
