@@ -1,21 +1,31 @@
-"""Admin for budgets and rate limits.
+"""Admin for budgets, rate limits and the budget alerts they raised.
 
 The models' clean() checks that the scope and the related object agree; ModelAdmin runs
 it through the form, so those errors show next to the field they are about. Saves stay
 ModelAdmin's: budget_create / rate_limit_create are exactly that full_clean() and model
 save (so post_save fires), and there is no update service to share.
+
+A budget's current spend is read from the ledger (`billing.selectors.budget_status`), one
+aggregate query per budget shown. That is fine for a list of budgets, which is short
+(a few per tenant) and paginated below; it is not the live Redis counter the proxy
+enforces, which also holds the reservations of requests still in flight.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django import forms
 from django.contrib import admin
-from django.db.models import Field
+from django.core.exceptions import ValidationError
+from django.db.models import Field, Model
 from django.http import HttpRequest
 
-from billing.models import Budget, RateLimit
+from billing.models import Budget, BudgetAlert, RateLimit
+from billing.selectors import BudgetStatus, budget_status
+from billing.services import budget_thresholds_validate
 
 _SCOPE_FIELDSET = (
     "Applies to",
@@ -24,6 +34,18 @@ _SCOPE_FIELDSET = (
         "description": "Pick the scope, then fill in only the matching object.",
     },
 )
+
+
+def _money(value: Decimal) -> str:
+    """ "$0.123400" -> "$0.1234", "$5" -> "$5.00": cents at least, no trailing zeros."""
+    text = format(value.quantize(Decimal("0.000001")).normalize(), "f")
+    whole, _, fraction = text.partition(".")
+    return f"${whole}.{fraction.ljust(2, '0')}"
+
+
+def _moment(value: datetime | None) -> str:
+    # Periods are calendar periods in GATEWAY_BUDGET_TIMEZONE; say which.
+    return "never (total budget)" if value is None else f"{value:%Y-%m-%d %H:%M} {value.tzname()}"
 
 
 class ScopedLimitAdmin(admin.ModelAdmin):
@@ -46,14 +68,127 @@ class ScopedLimitAdmin(admin.ModelAdmin):
         return obj.subject
 
 
+class ThresholdsField(forms.CharField):
+    """Alert thresholds typed as "50, 80, 100", stored as a sorted JSON list of ints."""
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            return ", ".join(str(item) for item in value)
+        return value
+
+    def to_python(self, value: Any) -> list[int]:  # type: ignore[override]
+        if isinstance(value, list | tuple):
+            items = list(value)
+        else:
+            text = (super().to_python(value) or "").replace("%", "")
+            items = []
+            for part in (part.strip() for part in text.split(",")):
+                if not part:
+                    continue
+                try:
+                    items.append(int(part))
+                except ValueError:
+                    raise ValidationError(
+                        f"{part!r} is not a whole number.", code="invalid_threshold"
+                    ) from None
+        return budget_thresholds_validate(thresholds=items)
+
+    def has_changed(self, initial: Any, data: Any) -> bool:
+        try:
+            return self.to_python(initial or []) != self.to_python(data)
+        except ValidationError:
+            return True
+
+
+class BudgetForm(forms.ModelForm):
+    alert_thresholds = ThresholdsField(
+        required=False,
+        widget=forms.TextInput(attrs={"size": 30, "placeholder": "e.g. 50, 80, 100"}),
+        help_text="Comma-separated percentages of the limit (1 to 100) at which an alert is "
+        "recorded, and e-mailed when e-mail is configured. Leave empty for no alerts.",
+    )
+
+    class Meta:
+        model = Budget
+        fields = (
+            "scope", "tenant", "api_key", "route", "period", "max_tokens", "max_cost_usd",
+            "hard", "enabled", "alert_thresholds",
+        )  # fmt: skip
+
+
 @admin.register(Budget)
 class BudgetAdmin(ScopedLimitAdmin):
-    list_display = ("applies_to", "period", "max_tokens", "max_cost_usd", "hard", "enabled")
+    form = BudgetForm
+    list_display = (
+        "applies_to", "period", "max_tokens", "max_cost_usd", "spent", "remaining", "used",
+        "period_ends", "alerts_at", "hard", "enabled",
+    )  # fmt: skip
     list_filter = ("scope", "period", "hard", "enabled")
+    # Each row costs one ledger query (see the module docstring); keep pages modest.
+    list_per_page = 50
+    readonly_fields = ("current_period", "spent", "remaining", "used")
     fieldsets = (
         _SCOPE_FIELDSET,
         ("Limit", {"fields": ("period", "max_tokens", "max_cost_usd", "hard", "enabled")}),
+        ("Alerts", {"fields": ("alert_thresholds",)}),
     )
+    status_fieldset = (
+        "Current period",
+        {
+            "fields": ("current_period", "spent", "remaining", "used"),
+            "description": "From the audit ledger: requests still in flight are not counted.",
+        },
+    )
+
+    def get_fieldsets(self, request: HttpRequest, obj: Budget | None = None) -> Any:
+        if obj is None:
+            return self.fieldsets
+        return (*self.fieldsets, self.status_fieldset)
+
+    @staticmethod
+    def status(obj: Budget) -> BudgetStatus:
+        # Every column of a row (and every read-only field of the change page) shares one
+        # ledger query: the admin hands them all the same instance.
+        cached: BudgetStatus | None = getattr(obj, "_budget_status", None)
+        if cached is None:
+            cached = budget_status(budget=obj)
+            obj._budget_status = cached  # type: ignore[attr-defined]
+        return cached
+
+    @admin.display(description="spent this period")
+    def spent(self, obj: Budget) -> str:
+        status = self.status(obj)
+        return f"{status.spent_tokens:,} tokens · {_money(status.spent_cost)}"
+
+    @admin.display(description="remaining")
+    def remaining(self, obj: Budget) -> str:
+        status = self.status(obj)
+        parts = []
+        if status.remaining_tokens is not None:
+            parts.append(f"{status.remaining_tokens:,} tokens")
+        if status.remaining_cost is not None:
+            parts.append(_money(status.remaining_cost))
+        return " · ".join(parts) or "—"
+
+    @admin.display(description="used")
+    def used(self, obj: Budget) -> str:
+        percent = self.status(obj).percent_used
+        return "—" if percent is None else f"{percent}%"
+
+    @admin.display(description="period ends")
+    def period_ends(self, obj: Budget) -> str:
+        return _moment(self.status(obj).period_end)
+
+    @admin.display(description="current period")
+    def current_period(self, obj: Budget) -> str:
+        status = self.status(obj)
+        if status.period_end is None:
+            return "all time (total budget)"
+        return f"{_moment(status.period_start)} to {_moment(status.period_end)}"
+
+    @admin.display(description="alerts at")
+    def alerts_at(self, obj: Budget) -> str:
+        return ", ".join(f"{t}%" for t in obj.alert_thresholds or ()) or "none"
 
 
 @admin.register(RateLimit)
@@ -64,3 +199,45 @@ class RateLimitAdmin(ScopedLimitAdmin):
         _SCOPE_FIELDSET,
         ("Limit", {"fields": ("model_name", "rpm", "tpm", "enabled")}),
     )
+
+
+@admin.register(BudgetAlert)
+class BudgetAlertAdmin(admin.ModelAdmin):
+    """Threshold crossings, recorded by the proxy's settlement: a record, never edited."""
+
+    list_display = (
+        "budget",
+        "period_key",
+        "threshold_percent",
+        "spent",
+        "created_at",
+        "emailed_at",
+    )
+    list_filter = ("threshold",)
+    # Explicit, or the changelist would join only the non-null budget FK and then load each
+    # budget's tenant, key or route row by row to print it.
+    list_select_related = ("budget__tenant", "budget__api_key", "budget__route__tenant")
+    search_fields = ("period_key", "budget__tenant__slug", "budget__route__name")
+    date_hierarchy = "created_at"
+    fields = (
+        "budget", "period_key", "threshold", "spent_tokens", "spent_cost_usd", "created_at",
+        "emailed_at",
+    )  # fmt: skip
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    @admin.display(description="threshold", ordering="threshold")
+    def threshold_percent(self, obj: BudgetAlert) -> str:
+        return f"{obj.threshold}%"
+
+    @admin.display(description="spent")
+    def spent(self, obj: BudgetAlert) -> str:
+        return f"{obj.spent_tokens:,} tokens · {_money(obj.spent_cost_usd)}"

@@ -99,4 +99,3 @@ def budget_status(*, budget: Budget, now: datetime | None = None) -> BudgetStatu
         remaining_cost=remaining_cost,
         percent_used=max(shares) if shares else None,
     )
-

@@ -52,10 +52,12 @@ _TRANSPORT_ERRORS = (httpx.HTTPError, httpx.InvalidURL, TimeoutError)
 
 
 def timeouts(target: Target) -> httpx.Timeout:
-    """Connect within connect_timeout_s; then no read or write may stall past timeout_s."""
+    """Connect within connect_timeout_s; then no read may stall past the stream-idle
+    timeout (timeout_s when unset), no write past timeout_s. The first byte and the whole
+    call have their own deadlines in the proxy."""
     return httpx.Timeout(
         connect=target.connect_timeout_s,
-        read=target.timeout_s,
+        read=target.stream_idle_timeout_s or target.timeout_s,
         write=target.timeout_s,
         pool=target.connect_timeout_s,
     )

@@ -58,7 +58,9 @@ class RouteAdmin(admin.ModelAdmin):
     list_select_related = ("tenant",)
     search_fields = ("name", "tenant__slug")
     autocomplete_fields = ("tenant",)
-    fields = ("name", "tenant", "strategy", "description", "enabled", "updated_at")
+    fields = (
+        "name", "tenant", "strategy", "description", "default_max_tokens", "enabled", "updated_at",
+    )  # fmt: skip
     readonly_fields = ("updated_at",)
     inlines = (RouteTargetInline,)
 

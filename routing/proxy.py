@@ -17,7 +17,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 import httpx
 import orjson
@@ -29,6 +30,7 @@ from gateway_project.lib.errors import GatewayError
 from providers.base import Target, UpstreamError, UpstreamStreamError
 from providers.registry import provider_for
 from providers.tokens import count_prompt_tokens
+from routing.attempts import may_retry, retry_budget
 from routing.chat_request import parse_chat_request, read_json_body
 from routing.exchange import (
     Exchange,
@@ -41,6 +43,7 @@ from routing.snapshot import RouteEntry, snapshots
 from tenants.auth import authenticate
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Upstream kinds that want the newer output-cap field when the gateway has to set one.
 _COMPLETION_TOKENS_KINDS = frozenset({"openai", "azure_openai"})
@@ -178,37 +181,55 @@ def _all_failed(exchange: Exchange, last: UpstreamError | None) -> GatewayError:
     return errors.upstream_failed(f"Every upstream target failed ({tried}).")
 
 
-async def _complete(exchange: Exchange) -> HttpResponse:
+async def _try_targets(exchange: Exchange, start: Callable[[Target], Awaitable[T]]) -> T:
+    """Run `start` on each target in turn, with retries, until one succeeds."""
     route = exchange.route
     assert route is not None
-    client = upstream_client()
     last: UpstreamError | None = None
     for target in route.targets:
-        started = time.perf_counter()
-        try:
-            result = await provider_for(target.kind).complete(
-                target, _upstream_body(exchange, target), client
-            )
-        except UpstreamError as exc:
-            note_attempt(exchange, target, started, exc)
-            last = exc
-            if not exc.retryable:
-                break
-            continue
-        note_attempt(exchange, target, started, None)
-        exchange.target = target
-        exchange.first_token_at = time.perf_counter()
-        usage = result.get("usage")
-        usage_from(exchange, usage)
-        exchange.response_text = _completion_text(result)
-        estimate_usage_if_missing(exchange, isinstance(usage, dict))
-        response = HttpResponse(orjson.dumps(result), content_type="application/json")
-        for name, value in gateway_headers(exchange).items():
-            response[name] = value
-        exchange.record(outcome="success", status=200)
-        await _settle(exchange)
-        return response
+        retries = 0
+        retry_budget.on_attempt(target.key)
+        while True:
+            started = time.perf_counter()
+            try:
+                result = await start(target)
+            except UpstreamError as exc:
+                note_attempt(exchange, target, started, exc)
+                last = exc
+                if not exc.retryable:
+                    raise _all_failed(exchange, exc) from None
+                delay = may_retry(target, exc, retries)
+                if delay is None:
+                    break
+                retries += 1
+                await asyncio.sleep(delay)
+                continue
+            note_attempt(exchange, target, started, None)
+            exchange.target = target
+            exchange.first_token_at = time.perf_counter()
+            return result
     raise _all_failed(exchange, last)
+
+
+async def _complete(exchange: Exchange) -> HttpResponse:
+    client = upstream_client()
+
+    async def start(target: Target) -> dict:
+        return await provider_for(target.kind).complete(
+            target, _upstream_body(exchange, target), client
+        )
+
+    result = await _try_targets(exchange, start)
+    usage = result.get("usage")
+    usage_from(exchange, usage)
+    exchange.response_text = _completion_text(result)
+    estimate_usage_if_missing(exchange, isinstance(usage, dict))
+    response = HttpResponse(orjson.dumps(result), content_type="application/json")
+    for name, value in gateway_headers(exchange).items():
+        response[name] = value
+    exchange.record(outcome="success", status=200)
+    await _settle(exchange)
+    return response
 
 
 def _completion_text(result: dict) -> str:
@@ -225,34 +246,26 @@ def _completion_text(result: dict) -> str:
 
 async def _open_stream(exchange: Exchange) -> tuple[AsyncIterator[dict], dict]:
     """Try targets until one yields its first chunk; nothing has reached the client yet."""
-    route = exchange.route
-    assert route is not None
     client = upstream_client()
-    last: UpstreamError | None = None
-    for target in route.targets:
-        started = time.perf_counter()
+
+    async def start(target: Target) -> tuple[AsyncIterator[dict], dict]:
         stream = provider_for(target.kind).stream(target, _upstream_body(exchange, target), client)
+        wait = target.first_byte_timeout_s or target.timeout_s
         try:
-            first = await anext(stream)
-        except UpstreamError as exc:
-            note_attempt(exchange, target, started, exc)
-            last = exc
+            first = await asyncio.wait_for(anext(stream), wait)
+        except TimeoutError:
             await stream.aclose()  # type: ignore[attr-defined]
-            if not exc.retryable:
-                break
-            continue
+            raise UpstreamError(f"no first byte within {wait:g} s", kind="timeout") from None
+        except UpstreamError:
+            await stream.aclose()  # type: ignore[attr-defined]
+            raise
         except (UpstreamStreamError, StopAsyncIteration) as exc:
             # Broken before anything was forwarded: still safe to try the next target.
-            error = UpstreamError(str(exc) or "empty stream", kind="bad_response")
-            note_attempt(exchange, target, started, error)
-            last = error
             await stream.aclose()  # type: ignore[attr-defined]
-            continue
-        note_attempt(exchange, target, started, None)
-        exchange.target = target
-        exchange.first_token_at = time.perf_counter()
+            raise UpstreamError(str(exc) or "empty stream", kind="bad_response") from None
         return stream, first
-    raise _all_failed(exchange, last)
+
+    return await _try_targets(exchange, start)
 
 
 def _sse(payload: dict) -> bytes:

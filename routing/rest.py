@@ -11,12 +11,13 @@ from django.db.models import QuerySet
 from rest_framework import viewsets
 
 from gateway_project.lib.drf import ManagementAPIMixin
+from gateway_project.lib.ratelimit import AuthFailureRateLimitMixin
 from routing.models import Route
 from routing.selectors import route_list
 from routing.serializers import RouteSerializer
 
 
-class RouteViewSet(ManagementAPIMixin, viewsets.ReadOnlyModelViewSet):
+class RouteViewSet(AuthFailureRateLimitMixin, ManagementAPIMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = RouteSerializer
 
     def get_queryset(self) -> QuerySet[Route]:

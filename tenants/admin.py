@@ -14,6 +14,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import IS_POPUP_VAR
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.validators import MinValueValidator
 from django.db.models import Count, Model, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -22,8 +23,9 @@ from django.urls import URLPattern, path, reverse
 from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html
 
+from gateway_project.lib.upsert import update_fields
 from routing.models import Route
-from tenants.models import ApiKey, Tenant
+from tenants.models import ApiKey, Tenant, UsagePolicy
 from tenants.selectors import api_key_status_q
 from tenants.services import (
     IssuedKey,
@@ -51,6 +53,52 @@ def adopt(obj: Model, saved: Model) -> None:
     obj._state.adding = False
 
 
+_POLICY_FIELDSET = (
+    "Policy",
+    {
+        "fields": UsagePolicy.POLICY_FIELDS,
+        "classes": ("collapse",),
+        "description": "Request limits. Empty means no limit at this level; where the tenant "
+        "and a key both set one, the smaller applies.",
+    },
+)
+
+
+class PolicyFormMixin(forms.ModelForm):
+    """The policy fields as whole numbers from 1: 0 would refuse every request (or, for the
+    nesting depth, silently mean "no limit"), which no one means. The config importer
+    applies the same rule."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name in UsagePolicy.POLICY_FIELDS:
+            field = self.fields.get(name)
+            if isinstance(field, forms.IntegerField):
+                field.min_value = 1
+                field.validators.append(MinValueValidator(1))
+                field.widget.attrs["min"] = 1
+
+
+class RouteNamesField(forms.CharField):
+    """Route names typed as a comma-separated list, stored as a JSON list of strings."""
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            return ", ".join(str(item) for item in value)
+        return value
+
+    def to_python(self, value: Any) -> list[str]:  # type: ignore[override]
+        if isinstance(value, list | tuple):
+            items: Iterable[str] = (str(item) for item in value)
+        else:
+            items = (super().to_python(value) or "").replace("\n", ",").split(",")
+        # dict.fromkeys drops repeats but keeps the order the operator typed.
+        return list(dict.fromkeys(item.strip() for item in items if item.strip()))
+
+    def has_changed(self, initial: Any, data: Any) -> bool:
+        return self.to_python(initial or []) != self.to_python(data)
+
+
 # --- Tenants ----------------------------------------------------------------------------------
 
 
@@ -76,16 +124,55 @@ class ApiKeyInline(admin.TabularInline):
         return False
 
 
+class TenantForm(PolicyFormMixin):
+    allowed_routes = RouteNamesField(
+        required=False,
+        widget=forms.TextInput(attrs={"size": 60, "placeholder": "e.g. chat, chat-fast"}),
+        help_text="Comma-separated route names this tenant's keys may call. Leave empty to "
+        "allow every route it can see (the global ones and its own).",
+    )
+
+    class Meta:
+        model = Tenant
+        fields = (
+            "slug",
+            "name",
+            "status",
+            "metadata",
+            "allowed_routes",
+            *UsagePolicy.POLICY_FIELDS,
+        )
+
+    def clean_allowed_routes(self) -> list[str]:
+        names = self.cleaned_data.get("allowed_routes") or []
+        if not names:
+            return []
+        if self.instance.pk is None:
+            # Not on the add form: a tenant that does not exist yet owns no routes.
+            raise ValidationError("Save the tenant first, then limit its routes.")
+        return api_key_routes_validate(tenant=self.instance, allowed_routes=names)
+
+
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
-    list_display = ("slug", "name", "status", "active_keys", "created_at")
+    form = TenantForm
+    list_display = ("slug", "name", "status", "routes", "active_keys", "created_at")
     list_filter = ("status",)
     search_fields = ("slug", "name")
     ordering = ("slug",)
     readonly_fields = ("created_at", "updated_at")
-    fields = ("slug", "name", "status", "metadata", "created_at", "updated_at")
+    add_fieldsets = ((None, {"fields": ("slug", "name", "status", "metadata")}), _POLICY_FIELDSET)
+    change_fieldsets = (
+        (None, {"fields": ("slug", "name", "status", "metadata", "allowed_routes")}),
+        _POLICY_FIELDSET,
+        ("Record", {"fields": ("created_at", "updated_at")}),
+    )
     inlines = (ApiKeyInline,)
     actions = ("suspend", "activate")
+
+    def get_fieldsets(self, request: HttpRequest, obj: Tenant | None = None) -> Any:
+        # Limiting routes needs the tenant's own routes, which a new tenant does not have.
+        return self.add_fieldsets if obj is None else self.change_fieldsets
 
     def get_inlines(self, request: HttpRequest, obj: Tenant | None) -> Any:
         # A tenant being added has no keys yet, and keys are issued on their own page.
@@ -102,6 +189,10 @@ class TenantAdmin(admin.ModelAdmin):
             )
         )
 
+    @admin.display(description="allowed routes")
+    def routes(self, obj: Tenant) -> str:
+        return ", ".join(obj.allowed_routes) if obj.allowed_routes else "all"
+
     @admin.display(description="active keys", ordering="active_key_count")
     def active_keys(self, obj: Tenant) -> str:
         url = reverse("admin:tenants_apikey_changelist") + f"?tenant__id__exact={obj.pk}"
@@ -114,6 +205,9 @@ class TenantAdmin(admin.ModelAdmin):
         created = tenant_create(
             slug=obj.slug, name=obj.name, status=obj.status, metadata=obj.metadata
         )
+        # tenant_create takes no policy: the form's, if any, is a second save (a no-op
+        # when every field is empty).
+        update_fields(created, {name: getattr(obj, name) for name in UsagePolicy.POLICY_FIELDS})
         adopt(obj, created)
 
     def _set_status(self, request: HttpRequest, queryset: QuerySet[Tenant], status: str) -> int:
@@ -137,27 +231,7 @@ class TenantAdmin(admin.ModelAdmin):
 # --- API keys ----------------------------------------------------------------------------------
 
 
-class RouteNamesField(forms.CharField):
-    """Route names typed as a comma-separated list, stored as a JSON list of strings."""
-
-    def prepare_value(self, value: Any) -> Any:
-        if isinstance(value, list | tuple):
-            return ", ".join(str(item) for item in value)
-        return value
-
-    def to_python(self, value: Any) -> list[str]:  # type: ignore[override]
-        if isinstance(value, list | tuple):
-            items: Iterable[str] = (str(item) for item in value)
-        else:
-            items = (super().to_python(value) or "").replace("\n", ",").split(",")
-        # dict.fromkeys drops repeats but keeps the order the operator typed.
-        return list(dict.fromkeys(item.strip() for item in items if item.strip()))
-
-    def has_changed(self, initial: Any, data: Any) -> bool:
-        return self.to_python(initial or []) != self.to_python(data)
-
-
-class ApiKeyForm(forms.ModelForm):
+class ApiKeyForm(PolicyFormMixin):
     allowed_routes = RouteNamesField(
         required=False,
         widget=forms.TextInput(attrs={"size": 60, "placeholder": "e.g. chat, chat-fast"}),
@@ -166,7 +240,7 @@ class ApiKeyForm(forms.ModelForm):
 
     class Meta:
         model = ApiKey
-        fields = ("tenant", "name", "allowed_routes", "expires_at")
+        fields = ("tenant", "name", "allowed_routes", "expires_at", *UsagePolicy.POLICY_FIELDS)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -233,9 +307,13 @@ class ApiKeyAdmin(admin.ModelAdmin):
     ordering = ("-created_at",)
     actions = ("revoke",)
 
-    add_fieldsets = ((None, {"fields": ("tenant", "name", "allowed_routes", "expires_at")}),)
+    add_fieldsets = (
+        (None, {"fields": ("tenant", "name", "allowed_routes", "expires_at")}),
+        _POLICY_FIELDSET,
+    )
     change_fieldsets = (
         (None, {"fields": ("tenant", "prefix", "name", "allowed_routes", "expires_at")}),
+        _POLICY_FIELDSET,
         ("State", {"fields": ("status", "revoked_at", "last_used_at", "created_at")}),
     )
 
@@ -284,12 +362,15 @@ class ApiKeyAdmin(admin.ModelAdmin):
         if change:
             super().save_model(request, obj, form, change)
             return
+        policy = {name: getattr(obj, name) for name in UsagePolicy.POLICY_FIELDS}
         issued = api_key_issue(
             tenant=obj.tenant,
             name=obj.name,
             allowed_routes=list(obj.allowed_routes or []),
             expires_at=obj.expires_at,
         )
+        # api_key_issue takes no policy: set the form's with a second save (none if empty).
+        update_fields(issued.api_key, policy)
         adopt(obj, issued.api_key)
         # Lives on this request only: response_add shows it and the request is discarded.
         request._issued_key = issued  # type: ignore[attr-defined]

@@ -19,6 +19,7 @@ from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
 from gateway_project.lib.drf import ManagementAPIMixin
+from gateway_project.lib.ratelimit import AuthFailureRateLimitMixin
 from tenants.models import ApiKey, Tenant
 from tenants.selectors import api_keys_for_tenant, tenant_list
 from tenants.serializers import ApiKeyIssueSerializer, ApiKeySerializer, TenantSerializer
@@ -26,6 +27,7 @@ from tenants.services import api_key_issue, api_key_revoke
 
 
 class TenantViewSet(
+    AuthFailureRateLimitMixin,
     ManagementAPIMixin,
     mixins.ListModelMixin,
     mixins.CreateModelMixin,
@@ -40,7 +42,7 @@ class TenantViewSet(
         return tenant_list()
 
 
-class _TenantKeysBase(ManagementAPIMixin, generics.GenericAPIView):
+class _TenantKeysBase(AuthFailureRateLimitMixin, ManagementAPIMixin, generics.GenericAPIView):
     serializer_class = ApiKeySerializer
 
     def get_tenant(self) -> Tenant:

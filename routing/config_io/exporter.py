@@ -17,7 +17,7 @@ from typing import Any
 from audit.models import RedactionRule
 from audit.redaction import REGEX_DETECTOR
 from audit.selectors import redaction_rule_list
-from billing.models import Budget, RateLimit, Scope
+from billing.models import Budget, RateLimit, Scope, default_thresholds
 from billing.selectors import budget_list, rate_limit_list
 from providers.models import Provider
 from providers.selectors import provider_list
@@ -25,7 +25,7 @@ from providers.services import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_TIMEOUT_S
 from routing.config_io.schema import VERSION
 from routing.models import Route
 from routing.selectors import route_list
-from tenants.models import Tenant
+from tenants.models import Tenant, UsagePolicy
 from tenants.selectors import tenant_list
 
 
@@ -68,6 +68,9 @@ def _budget(budget: Budget) -> dict[str, Any]:
     entry["hard"] = budget.hard
     if not budget.enabled:
         entry["enabled"] = False
+    thresholds = sorted(set(budget.alert_thresholds or ()))
+    if thresholds != default_thresholds():
+        entry["alert_thresholds"] = thresholds
     return entry
 
 
@@ -133,6 +136,15 @@ def _tenant(tenant: Tenant, limits: _Limits) -> dict[str, Any]:
         entry["status"] = tenant.status
     if tenant.metadata:
         entry["metadata"] = tenant.metadata
+    if tenant.allowed_routes:
+        entry["allowed_routes"] = list(tenant.allowed_routes)
+    policy = {
+        name: getattr(tenant, name)
+        for name in UsagePolicy.POLICY_FIELDS
+        if getattr(tenant, name) is not None
+    }
+    if policy:
+        entry["policy"] = policy
     limits.add_to(entry, Scope.TENANT, tenant.pk)
     return entry
 
@@ -145,6 +157,8 @@ def _route(route: Route, limits: _Limits) -> dict[str, Any]:
         entry["strategy"] = route.strategy
     if route.description:
         entry["description"] = route.description
+    if route.default_max_tokens is not None:
+        entry["default_max_tokens"] = route.default_max_tokens
     if not route.enabled:
         entry["enabled"] = False
     targets = []

@@ -64,6 +64,10 @@ class _Inline(dict):
     """A mapping written on one line, like `{provider: openai, model: gpt-4o-mini}`."""
 
 
+class _InlineList(list):
+    """A list written on one line, like `[chat, echo]`."""
+
+
 class _Dumper(yaml.SafeDumper):
     pass
 
@@ -74,8 +78,16 @@ _Dumper.add_representer(
     ),
 )  # fmt: skip
 
-# Lists whose entries are short records, and the one-record form of rate_limits.
-_INLINE_ITEMS = {"models", "targets", "budgets", "redaction_rules", "rate_limits"}
+_Dumper.add_representer(
+    _InlineList, lambda dumper, data: dumper.represent_sequence(
+        yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, data, flow_style=True
+    ),
+)  # fmt: skip
+
+# Lists whose entries are short records, the one-record form of rate_limits, and policy.
+_INLINE_ITEMS = {"models", "targets", "budgets", "redaction_rules", "rate_limits", "policy"}
+# Lists of short names.
+_INLINE_LISTS = {"allowed_routes"}
 
 
 def _styled(value: Any, key: str = "") -> Any:
@@ -83,7 +95,8 @@ def _styled(value: Any, key: str = "") -> Any:
         styled = {k: _styled(v, k) for k, v in value.items()}
         return _Inline(styled) if key in _INLINE_ITEMS else styled
     if isinstance(value, list):
-        return [_styled(item, key) for item in value]
+        items = [_styled(item, key) for item in value]
+        return _InlineList(items) if key in _INLINE_LISTS else items
     return value
 
 

@@ -32,7 +32,7 @@ from audit.models import RedactionRule
 from audit.services import redaction_rule_delete, redaction_rule_upsert
 from billing.models import Scope
 from billing.services import Subject, budgets_replace, rate_limits_replace
-from gateway_project.lib.upsert import Change, SyncResult
+from gateway_project.lib.upsert import Change, SyncResult, Upserted, update_fields
 from providers.models import ProviderModel
 from providers.selectors import provider_models_by_name
 from providers.services import provider_model_upsert, provider_upsert
@@ -40,6 +40,7 @@ from routing.config_io.parse import parse_config
 from routing.config_io.reader import join
 from routing.config_io.schema import ConfigError, GatewayConfig, Issue, Limits
 from routing.models import Route
+from routing.selectors import route_find, route_names_visible_to
 from routing.services import TargetSpec, route_delete, route_upsert
 from tenants.models import Tenant
 from tenants.selectors import tenants_by_slug
@@ -97,6 +98,15 @@ def _messages(exc: ValidationError) -> list[str]:
     return list(exc.messages)
 
 
+def _also_set(result: Upserted[Any], values: dict[str, Any]) -> Change:
+    """Bring fields the upsert service does not take to `values` (saving only if one
+    differs); the row counts as updated if either step changed it."""
+    extra = update_fields(result.instance, values).change
+    if result.change == Change.UNCHANGED and extra == Change.UPDATED:
+        return Change.UPDATED
+    return result.change
+
+
 class _Importer:
     def __init__(self, config: GatewayConfig, report: ImportReport, source: str) -> None:
         self.config = config
@@ -123,7 +133,8 @@ class _Importer:
             self.prune(routes, rules)
 
     def check_references(self) -> None:
-        """Every tenant and model a route names exists, in the file or the database."""
+        """Every tenant and model a route names exists, in the file or the database, and
+        every route a tenant is limited to is one it can see."""
         tenants = {t.slug for t in self.config.tenants}
         wanted = {route.tenant for route in self.config.routes if route.tenant} - tenants
         tenants |= set(tenants_by_slug(slugs=wanted))
@@ -142,8 +153,42 @@ class _Importer:
                 else:
                     continue
                 issues.append(Issue(target.path, message + " in this file or the database"))
+        issues += self.check_allowed_routes()
         if issues:
             raise ConfigError(issues, source=self.source)
+
+    def check_allowed_routes(self) -> list[Issue]:
+        """A tenant's allowed_routes must name routes it can see (global or its own): a typo
+        would lock its keys out of the route it was meant for. Routes count whether they
+        are in this file or, unless pruning (which deletes the others), in the database."""
+        limited = [conf for conf in self.config.tenants if conf.allowed_routes]
+        if not limited:
+            return []
+        in_file: dict[str | None, set[str]] = {}
+        for route in self.config.routes:
+            in_file.setdefault(route.tenant, set()).add(route.name)
+        existing = tenants_by_slug(slugs={conf.slug for conf in limited})
+        issues = []
+        for conf in limited:
+            visible = in_file.get(None, set()) | in_file.get(conf.slug, set())
+            missing = [name for name in conf.allowed_routes if name not in visible]
+            if missing and not self.report.prune:
+                tenant = existing.get(conf.slug)
+                if tenant is not None:
+                    known = route_names_visible_to(tenant=tenant, among=missing)
+                else:  # a new tenant owns no routes yet; the global ones it can see
+                    known = {name for name in missing if route_find(name=name) is not None}
+                missing = [name for name in missing if name not in known]
+            if missing:
+                issues.append(
+                    Issue(
+                        join(conf.path, "allowed_routes"),
+                        f"no route named {', '.join(missing)} for tenant {conf.slug!r} "
+                        "(global or its own) in this file"
+                        + ("" if self.report.prune else " or the database"),
+                    )
+                )
+        return issues
 
     def apply_providers(self) -> None:
         for conf in self.config.providers:
@@ -177,7 +222,10 @@ class _Importer:
                 result = tenant_upsert(
                     slug=conf.slug, name=conf.name, status=conf.status, metadata=conf.metadata
                 )
-            self.report.add("tenants", result.change)
+                change = _also_set(
+                    result, {"allowed_routes": list(conf.allowed_routes), **conf.policy}
+                )
+            self.report.add("tenants", change)
             self.apply_limits(Subject.of(result.instance), conf.limits, conf.path)
         return tenants_by_slug(slugs={route.tenant for route in self.config.routes if route.tenant})
 
@@ -202,7 +250,8 @@ class _Importer:
                     enabled=conf.enabled,
                     targets=targets,
                 )
-            self.report.add("routes", result.change)
+                change = _also_set(result, {"default_max_tokens": conf.default_max_tokens})
+            self.report.add("routes", change)
             kept.add(result.instance.pk)
             self.apply_limits(Subject.of(result.instance), conf.limits, conf.path)
         return kept

@@ -15,6 +15,8 @@ import re
 from decimal import Decimal
 from typing import Any
 
+from django.db.models import Model, PositiveSmallIntegerField
+
 from audit.detectors import BUILT_IN
 from audit.models import RedactionRule
 from audit.redaction import REGEX_DETECTOR, compile_pattern
@@ -33,7 +35,7 @@ from routing.config_io.schema import (
     TenantConf,
 )
 from routing.models import Route
-from tenants.models import Tenant
+from tenants.models import Tenant, UsagePolicy
 
 _SLUG = re.compile(r"^[-a-zA-Z0-9_]+$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -46,10 +48,30 @@ PROVIDER_FIELDS = (
     "connect_timeout_s", "stub_delay_ms", "enabled", "models",
 )  # fmt: skip
 MODEL_FIELDS = ("name", "input_per_million", "output_per_million", "context_window")
-TENANT_FIELDS = ("slug", "name", "status", "metadata", "rate_limits", "budgets")
-ROUTE_FIELDS = (
-    "name", "tenant", "strategy", "description", "enabled", "targets", "rate_limits", "budgets",
+TENANT_FIELDS = (
+    "slug", "name", "status", "metadata", "allowed_routes", "policy", "rate_limits", "budgets",
 )  # fmt: skip
+ROUTE_FIELDS = (
+    "name", "tenant", "strategy", "description", "default_max_tokens", "enabled", "targets",
+    "rate_limits", "budgets",
+)  # fmt: skip
+POLICY_FIELDS = UsagePolicy.POLICY_FIELDS
+_SMALL_INT_MAX = 32767  # max_n and max_depth are small-integer columns
+
+
+def _column_max(model: type[Model], name: str) -> int:
+    small = isinstance(model._meta.get_field(name), PositiveSmallIntegerField)
+    return _SMALL_INT_MAX if small else 2**31 - 1
+
+
+def _policy(r: Reader, value: Any, path: str) -> dict[str, int | None]:
+    """Every policy field, None where the file sets no limit."""
+    m = r.mapping(value if value is not None else {}, path, POLICY_FIELDS)
+    return {
+        name: r.positive(m, name, path, maximum=_column_max(Tenant, name)) for name in POLICY_FIELDS
+    }
+
+
 TARGET_FIELDS = ("provider", "model", "weight", "enabled")
 RULE_FIELDS = ("name", "detector", "pattern", "replacement", "scope", "enabled")
 
@@ -112,6 +134,8 @@ def _tenant(r: Reader, value: Any, path: str) -> TenantConf:
         status=r.text(m, "status", path, default=Tenant.Status.ACTIVE, choices=Tenant.Status),
         metadata=metadata,
         limits=r.limits(m, path, per_model=True),
+        allowed_routes=r.names(m, "allowed_routes", path),
+        policy=_policy(r, m.get("policy"), join(path, "policy")),
     )
 
 
@@ -142,6 +166,9 @@ def _route(r: Reader, value: Any, path: str) -> RouteConf:
         enabled=r.boolean(m, "enabled", path, default=True),
         targets=tuple(targets),
         limits=r.limits(m, path, per_model=False),
+        default_max_tokens=r.positive(
+            m, "default_max_tokens", path, maximum=_column_max(Route, "default_max_tokens")
+        ),
     )
 
 

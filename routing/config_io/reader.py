@@ -14,11 +14,12 @@ from collections.abc import Iterator
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db.models import TextChoices
 
 from audit.detectors import contains_api_key
-from billing.models import Budget
-from billing.services import BudgetSpec, RateLimitSpec
+from billing.models import Budget, default_thresholds
+from billing.services import BudgetSpec, RateLimitSpec, budget_thresholds_validate
 from routing.config_io.schema import Issue, Limits
 
 MONEY_PLACES = 6  # decimal_places of every price and budget column
@@ -113,6 +114,38 @@ class Reader:
             return default
         return value
 
+    def positive(
+        self, m: dict[str, Any], key: str, path: str, *, maximum: int = 2**31 - 1
+    ) -> int | None:
+        """An optional limit: a whole number from 1 (0 would refuse everything) to the
+        column's maximum; absent or null means no limit."""
+        value = m.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+            self.fail(
+                join(path, key), f"expected a whole number from 1 to {maximum}, got {value!r}"
+            )
+            return None
+        return value
+
+    def names(self, m: dict[str, Any], key: str, path: str) -> tuple[str, ...]:
+        """A list of non-empty strings; repeats are dropped, the order kept."""
+        value = m.get(key)
+        if value is None:
+            return ()
+        where = join(path, key)
+        if not isinstance(value, list):
+            self.fail(where, f"expected a list of names, got {_kind(value)}")
+            return ()
+        names = []
+        for index, item in enumerate(value):
+            if not isinstance(item, str) or not item.strip():
+                self.fail(f"{where}[{index}]", f"expected a name, got {item!r}")
+            else:
+                names.append(item.strip())
+        return tuple(dict.fromkeys(names))
+
     def count(self, m: dict[str, Any], key: str, path: str, *, default: int) -> int:
         value = self.integer(m, key, path)
         return default if value is None else value
@@ -194,7 +227,7 @@ class Reader:
         return tuple(specs)
 
     def budget(self, value: Any, path: str) -> BudgetSpec:
-        fields = ("period", "max_tokens", "max_cost_usd", "hard", "enabled")
+        fields = ("period", "max_tokens", "max_cost_usd", "hard", "enabled", "alert_thresholds")
         m = self.mapping(value, path, fields)
         spec = BudgetSpec(
             period=self.text(
@@ -204,10 +237,25 @@ class Reader:
             max_cost_usd=self.money(m, "max_cost_usd", path),
             hard=self.boolean(m, "hard", path, default=True),
             enabled=self.boolean(m, "enabled", path, default=True),
+            alert_thresholds=self.thresholds(m, "alert_thresholds", path),
         )
         if m and spec.max_tokens is None and spec.max_cost_usd is None:
             self.fail(path, "set max_tokens, max_cost_usd or both")
         return spec
+
+    def thresholds(self, m: dict[str, Any], key: str, path: str) -> tuple[int, ...]:
+        """A budget's alert percentages; absent means the default, [] means no alerts."""
+        value = m.get(key)
+        if value is None:
+            return tuple(default_thresholds())
+        if not isinstance(value, list):
+            self.fail(join(path, key), f"expected a list of percentages, got {_kind(value)}")
+            return tuple(default_thresholds())
+        try:
+            return tuple(budget_thresholds_validate(thresholds=value))
+        except ValidationError as exc:
+            self.fail(join(path, key), exc.messages[0])
+            return tuple(default_thresholds())
 
     # --- secrets --------------------------------------------------------------------------
     def scan_secrets(self, value: Any, path: str) -> None:

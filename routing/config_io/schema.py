@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from billing.services import BudgetSpec, RateLimitSpec
@@ -73,6 +73,8 @@ class TenantConf:
     status: str
     metadata: dict
     limits: Limits
+    allowed_routes: tuple[str, ...] = ()
+    policy: dict[str, int | None] = field(default_factory=dict)  # every policy field
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,7 @@ class RouteConf:
     enabled: bool
     targets: tuple[TargetConf, ...]
     limits: Limits
+    default_max_tokens: int | None = None
 
 
 @dataclass(frozen=True)

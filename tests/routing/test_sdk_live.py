@@ -34,12 +34,14 @@ HELLO = [{"role": "user", "content": "Say hello"}]
 @pytest.fixture
 def world(transactional_db, gateway, fake_openai, fake_anthropic):
     acme = factories.make_tenant("acme")
+    # No retries here: these tests are about fallback; retries have their own tests.
     openai_fake = factories.make_provider(
         "fake-openai",
         kind="openai",
         base_url=fake_openai.openai_base_url,
         timeout_s=2,
         connect_timeout_s=1,
+        max_retries=0,
     )
     anthropic_fake = factories.make_provider(
         "fake-anthropic",
@@ -47,6 +49,7 @@ def world(transactional_db, gateway, fake_openai, fake_anthropic):
         base_url=fake_anthropic.anthropic_base_url,
         timeout_s=2,
         connect_timeout_s=1,
+        max_retries=0,
     )
     models = {}
     for provider in (openai_fake, anthropic_fake):
@@ -65,7 +68,7 @@ def world(transactional_db, gateway, fake_openai, fake_anthropic):
         ):
             models[(provider.name, name)] = factories.make_model(provider, name)
     refused = factories.make_provider(
-        "refused", kind="openai", base_url=refused_base_url(), connect_timeout_s=1
+        "refused", kind="openai", base_url=refused_base_url(), connect_timeout_s=1, max_retries=0
     )
     models[("refused", "ok")] = factories.make_model(refused, "ok")
     factories.make_route("gpt", models[("fake-openai", "ok")], tenant=acme)
@@ -388,3 +391,52 @@ def test_a_client_hanging_up_before_the_answer_leaves_a_cancelled_row(world, gat
     [row] = rows
     assert row.outcome == "cancelled" and row.status_code == 499
     assert row.latency_ms < 2500  # recorded when the client left, not when the stub answered
+
+
+@pytest.mark.parametrize(
+    ("model", "kind"), [("fail-503", "server_error"), ("fail-429", "rate_limited")]
+)
+def test_a_retryable_failure_is_retried_on_the_same_target_before_failing_over(
+    world, fake_openai, model, kind
+):
+    patient = factories.make_provider(
+        "patient", kind="openai", base_url=fake_openai.openai_base_url, max_retries=2
+    )
+    factories.make_route(
+        "retrying",
+        factories.make_model(patient, model),
+        world["models"][("fake-anthropic", "ok")],
+        tenant=world["acme"],
+    )
+    raw = world["client"].chat.completions.with_raw_response.create(
+        model="retrying", messages=HELLO
+    )
+    assert raw.parse().choices[0].message.content.startswith("fake-anthropic")
+    row = audit_row(raw.headers["x-request-id"])
+    assert [(a["provider"], a.get("kind")) for a in row.attempt_log] == [
+        ("patient", kind),
+        ("patient", kind),
+        ("patient", kind),
+        ("fake-anthropic", None),
+    ]
+
+
+def test_a_stall_is_not_retried_on_the_same_target(world, fake_openai):
+    patient = factories.make_provider(
+        "patient",
+        kind="openai",
+        base_url=fake_openai.openai_base_url,
+        max_retries=2,
+        timeout_s=1,
+    )
+    factories.make_route(
+        "stalling",
+        factories.make_model(patient, "stall"),
+        world["models"][("fake-anthropic", "ok")],
+        tenant=world["acme"],
+    )
+    raw = world["client"].chat.completions.with_raw_response.create(
+        model="stalling", messages=HELLO
+    )
+    row = audit_row(raw.headers["x-request-id"])
+    assert [a.get("kind") for a in row.attempt_log] == ["timeout", None]

@@ -1,0 +1,641 @@
+"""The governance engine on its own: admission and settlement in Redis (fakeredis without
+REDIS_URL), with time moved through the `now=` parameter. No HTTP here."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.conf import settings as django_settings
+from django.utils import timezone
+
+from audit.models import AuditEvent
+from billing.governance import (
+    Admission,
+    BudgetSpec,
+    Governor,
+    LimitSpec,
+    Refusal,
+    cost_to_units,
+    units_to_cost,
+)
+from billing.periods import EPOCH, period_for
+from tests import factories
+
+ROME = ZoneInfo("Europe/Rome")
+# Whole seconds in the future, so keys that Redis expires by its own clock stay alive.
+T0 = datetime(2027, 3, 10, 12, 0, 0, tzinfo=UTC)
+budget_db = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+async def gov() -> AsyncIterator[Governor]:
+    governor = Governor()
+    await governor.reset_for_tests()
+    yield governor
+    await governor.reset_for_tests()
+    for client in governor._clients.values():
+        await client.aclose()
+
+
+def limit(name: str = "key:1", *, rpm: int | None = None, tpm: int | None = None) -> LimitSpec:
+    return LimitSpec(name, rpm, tpm)
+
+
+def budget(
+    *,
+    id: int = 1,
+    scope: str = "tenant",
+    subject_id: int = 1,
+    period: str = "total",
+    hard: bool = True,
+    max_tokens: int | None = None,
+    max_cost: str | None = None,
+) -> BudgetSpec:
+    return BudgetSpec(
+        id=id,
+        scope=scope,
+        subject_id=subject_id,
+        period=period,
+        hard=hard,
+        max_tokens=max_tokens,
+        max_cost=Decimal(max_cost) if max_cost is not None else None,
+    )
+
+
+async def admit(
+    gov: Governor,
+    *,
+    limits: Iterable[LimitSpec] = (),
+    budgets: Iterable[BudgetSpec] = (),
+    est: int = 0,
+    tokens: int = 0,
+    cost: str = "0",
+    now: datetime | None = T0,
+) -> Admission | Refusal:
+    return await gov.admit(
+        request_id=f"req_{uuid.uuid4().hex}",
+        limits=list(limits),
+        budgets=list(budgets),
+        estimated_tokens=est,
+        reserve_tokens=tokens,
+        reserve_cost=Decimal(cost),
+        now=now,
+    )
+
+
+async def admitted(gov: Governor, **kwargs: object) -> Admission:
+    result = await admit(gov, **kwargs)  # type: ignore[arg-type]
+    assert isinstance(result, Admission), result
+    return result
+
+
+async def refused(gov: Governor, **kwargs: object) -> Refusal:
+    result = await admit(gov, **kwargs)  # type: ignore[arg-type]
+    assert isinstance(result, Refusal), result
+    return result
+
+
+async def state(gov: Governor, spec: BudgetSpec, now: datetime = T0) -> dict[str, int]:
+    """The budget's Redis hash: st/sc spent and rt/rc reserved (cost in 1e-10 USD)."""
+    raw = await gov._client().hgetall(spec.redis_key(period_for(spec.period, now)))
+    return {key.decode(): int(value) for key, value in raw.items()}
+
+
+async def window(gov: Governor, spec: LimitSpec) -> tuple[int, int]:
+    """Requests and tokens a rate limit's hash holds."""
+    raw = await gov._client().hgetall(spec.redis_key)
+    requests = sum(int(v) for k, v in raw.items() if k.startswith(b"r"))
+    tokens = sum(int(v) for k, v in raw.items() if k.startswith(b"t"))
+    return requests, tokens
+
+
+# --- rate limits -------------------------------------------------------------------------------
+
+
+async def test_an_rpm_limit_admits_exactly_its_limit_and_refuses_the_next(gov):
+    rpm5 = limit(rpm=5)
+    remaining = []
+    for _ in range(5):
+        admission = await admitted(gov, limits=[rpm5])
+        remaining.append(admission.headers["x-ratelimit-remaining-requests"])
+    refusal = await refused(gov, limits=[rpm5])
+
+    assert remaining == ["4", "3", "2", "1", "0"]
+    assert (refusal.kind, refusal.detail, refusal.limit) == ("rate_limit", "requests", rpm5)
+    # All five were counted at T0 (a whole second): the first slot frees 60 s later.
+    assert refusal.retry_after_ms == 60_000
+    assert await window(gov, rpm5) == (5, 0)
+
+
+async def test_tpm_counts_the_estimated_tokens(gov):
+    tpm = limit(tpm=100)
+    await admitted(gov, limits=[tpm], est=60)
+    admission = await admitted(gov, limits=[tpm], est=40)
+    refusal = await refused(gov, limits=[tpm], est=1)
+
+    assert admission.headers["x-ratelimit-remaining-tokens"] == "0"
+    assert (refusal.kind, refusal.detail) == ("rate_limit", "tokens")
+    assert refusal.retry_after_ms == 60_000
+    assert await window(gov, tpm) == (2, 100)
+
+
+async def test_a_request_larger_than_the_whole_tpm_gets_no_retry_time(gov):
+    refusal = await refused(gov, limits=[limit(tpm=100)], est=101)
+
+    assert refusal.detail == "tokens"
+    assert refusal.retry_after_ms is None
+
+
+async def test_a_request_refused_by_its_second_limit_counts_nothing_on_the_first(gov):
+    roomy, tight = limit("tenant:1", rpm=10, tpm=1000), limit("key:1", rpm=1)
+    await admitted(gov, limits=[roomy, tight], est=100)
+
+    refusal = await refused(gov, limits=[roomy, tight], est=100)
+
+    assert refusal.limit == tight
+    assert await window(gov, roomy) == (1, 100)
+    admission = await admitted(gov, limits=[roomy], est=100)
+    assert admission.headers["x-ratelimit-remaining-requests"] == "8"
+    assert admission.headers["x-ratelimit-remaining-tokens"] == "800"
+
+
+@budget_db
+async def test_a_request_refused_by_a_budget_counts_nothing_on_the_rate_limits(gov):
+    rpm = limit(rpm=10, tpm=1000)
+    small = budget(max_tokens=100)
+
+    refusal = await refused(gov, limits=[rpm], budgets=[small], est=50, tokens=150)
+
+    assert (refusal.kind, refusal.detail) == ("budget", "tokens")
+    assert await window(gov, rpm) == (0, 0)
+    assert await state(gov, small) == {"st": 0, "sc": 0, "rt": 0, "rc": 0}
+
+
+@budget_db
+async def test_a_request_refused_by_a_rate_limit_reserves_nothing_on_the_budgets(gov):
+    rpm = limit(rpm=1)
+    roomy = budget(max_tokens=1000)
+    await admitted(gov, limits=[rpm], budgets=[roomy], tokens=10)
+
+    await refused(gov, limits=[rpm], budgets=[roomy], tokens=10)
+
+    assert (await state(gov, roomy))["rt"] == 10
+
+
+async def test_the_window_slides_a_request_out_after_sixty_seconds(gov):
+    rpm2 = limit(rpm=2)
+    await admitted(gov, limits=[rpm2], now=T0)
+    await admitted(gov, limits=[rpm2], now=T0 + timedelta(seconds=30))
+
+    halfway = await refused(gov, limits=[rpm2], now=T0 + timedelta(seconds=45))
+    assert halfway.retry_after_ms == 15_000  # the T0 request leaves the window at T0+60
+    await refused(gov, limits=[rpm2], now=T0 + timedelta(seconds=59, milliseconds=999))
+
+    await admitted(gov, limits=[rpm2], now=T0 + timedelta(seconds=60))
+    later = await refused(gov, limits=[rpm2], now=T0 + timedelta(seconds=60))
+    assert later.retry_after_ms == 30_000  # now the T0+30 request is the oldest
+
+
+async def test_tokens_leave_the_window_too(gov):
+    tpm = limit(tpm=100)
+    await admitted(gov, limits=[tpm], est=100, now=T0)
+    await refused(gov, limits=[tpm], est=1, now=T0 + timedelta(seconds=59))
+
+    await admitted(gov, limits=[tpm], est=100, now=T0 + timedelta(seconds=60))
+
+
+async def test_settling_with_fewer_tokens_than_estimated_frees_tpm(gov):
+    tpm = limit(tpm=100)
+    admission = await admitted(gov, limits=[tpm], est=80)
+    await refused(gov, limits=[tpm], est=70)
+
+    await gov.settle(admission, tokens=30, cost=Decimal(0))
+
+    assert await window(gov, tpm) == (1, 30)
+    await admitted(gov, limits=[tpm], est=70)
+
+
+async def test_settling_with_more_tokens_than_estimated_uses_up_tpm(gov):
+    tpm = limit(tpm=100)
+    admission = await admitted(gov, limits=[tpm], est=10)
+    await gov.settle(admission, tokens=90, cost=Decimal(0))
+
+    refusal = await refused(gov, limits=[tpm], est=20)
+
+    assert refusal.detail == "tokens"
+    await admitted(gov, limits=[tpm], est=10)
+
+
+async def test_rate_headers_report_the_tightest_limits(gov):
+    roomy = limit("tenant:1", rpm=10, tpm=1000)
+    tight = limit("key:1", rpm=3, tpm=5000)
+    admission = await admitted(gov, limits=[roomy, tight], est=100)
+
+    headers = admission.headers
+    assert headers["x-ratelimit-limit-requests"] == "3"
+    assert headers["x-ratelimit-remaining-requests"] == "2"
+    assert headers["x-ratelimit-limit-tokens"] == "1000"
+    assert headers["x-ratelimit-remaining-tokens"] == "900"
+    later = await admitted(gov, limits=[roomy, tight], est=100, now=T0 + timedelta(seconds=10))
+    assert later.headers["x-ratelimit-remaining-requests"] == "1"
+    assert later.headers["x-ratelimit-reset-requests"] == "50s"
+    assert later.headers["x-ratelimit-reset-tokens"] == "50s"
+
+
+async def test_the_tightest_limit_is_the_one_with_least_left_not_the_smallest(gov):
+    big, small = limit("tenant:1", rpm=10), limit("key:1", rpm=5)
+    for _ in range(8):
+        await admitted(gov, limits=[big])
+
+    admission = await admitted(gov, limits=[big, small])
+
+    assert admission.headers["x-ratelimit-limit-requests"] == "10"
+    assert admission.headers["x-ratelimit-remaining-requests"] == "1"
+    assert "x-ratelimit-limit-tokens" not in admission.headers
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: admit.lua computes reset_r/reset_t before counting the request, so after "
+    "the first request in an empty window x-ratelimit-reset-* says 0s while remaining < limit",
+)
+async def test_the_reset_time_counts_the_request_just_admitted(gov):
+    admission = await admitted(gov, limits=[limit(rpm=5, tpm=100)], est=10)
+
+    assert admission.headers["x-ratelimit-remaining-requests"] == "4"
+    assert admission.headers["x-ratelimit-reset-requests"] == "1m0s"
+    assert admission.headers["x-ratelimit-reset-tokens"] == "1m0s"
+
+
+# --- budgets -----------------------------------------------------------------------------------
+
+
+@budget_db
+async def test_a_hard_token_budget_refuses_what_would_pass_it(gov):
+    spec = budget(max_tokens=100)
+    await admitted(gov, budgets=[spec], tokens=60)
+
+    refusal = await refused(gov, budgets=[spec], tokens=41)
+
+    assert (refusal.kind, refusal.detail, refusal.limit) == ("budget", "tokens", spec)
+    await admitted(gov, budgets=[spec], tokens=40)  # exactly the limit still fits
+    assert (await state(gov, spec))["rt"] == 100
+
+
+@budget_db
+async def test_a_hard_cost_budget_refuses_what_would_pass_it(gov):
+    spec = budget(max_cost="1.00")
+    await admitted(gov, budgets=[spec], cost="0.6")
+
+    refusal = await refused(gov, budgets=[spec], cost="0.4000000001")
+
+    assert (refusal.kind, refusal.detail) == ("budget", "cost")
+    await admitted(gov, budgets=[spec], cost="0.4")
+    assert (await state(gov, spec))["rc"] == cost_to_units(Decimal("1.00"))
+
+
+@budget_db
+async def test_a_soft_budget_admits_past_its_limit(gov):
+    spec = budget(hard=False, max_tokens=100, max_cost="0.01")
+
+    await admitted(gov, budgets=[spec], tokens=500, cost="1")
+    await admitted(gov, budgets=[spec], tokens=500, cost="1")
+
+    assert await state(gov, spec) == {
+        "st": 0,
+        "sc": 0,
+        "rt": 1000,
+        "rc": cost_to_units(Decimal(2)),
+    }
+
+
+@budget_db
+async def test_settling_turns_the_reservation_into_the_actual_spend(gov):
+    spec = budget(max_tokens=1000, max_cost="10")
+    admission = await admitted(gov, budgets=[spec], tokens=100, cost="0.5")
+    assert await state(gov, spec) == {"st": 0, "sc": 0, "rt": 100, "rc": 5_000_000_000}
+
+    spent = await gov.settle(admission, tokens=42, cost=Decimal("0.21"))
+
+    assert await state(gov, spec) == {"st": 42, "sc": 2_100_000_000, "rt": 0, "rc": 0}
+    assert spent == [(spec, 42, Decimal("0.21"))]
+
+
+@budget_db
+async def test_a_failed_request_settles_at_zero_and_gives_everything_back(gov):
+    spec = budget(max_tokens=100)
+    admission = await admitted(gov, budgets=[spec], tokens=100)
+    await refused(gov, budgets=[spec], tokens=1)
+
+    await gov.settle(admission, tokens=0, cost=Decimal(0))
+
+    assert await state(gov, spec) == {"st": 0, "sc": 0, "rt": 0, "rc": 0}
+    await admitted(gov, budgets=[spec], tokens=100)
+
+
+@budget_db
+async def test_settling_twice_counts_once(gov):
+    spec = budget(max_tokens=1000)
+    admission = await admitted(gov, budgets=[spec], tokens=100)
+
+    first = await gov.settle(admission, tokens=40, cost=Decimal(0))
+    second = await gov.settle(admission, tokens=40, cost=Decimal(0))
+
+    assert first == [(spec, 40, Decimal(0))]
+    assert second == []
+    assert await state(gov, spec) == {"st": 40, "sc": 0, "rt": 0, "rc": 0}
+
+
+@budget_db
+async def test_a_reservation_of_a_killed_request_expires(gov):
+    spec = budget(max_tokens=100)
+    ttl = timedelta(seconds=django_settings.GATEWAY_RESERVATION_TTL_SECONDS)
+    await admitted(gov, budgets=[spec], tokens=80, now=T0)  # its process dies: never settled
+
+    await refused(gov, budgets=[spec], tokens=80, now=T0 + ttl - timedelta(seconds=1))
+    await admitted(gov, budgets=[spec], tokens=80, now=T0 + ttl + timedelta(seconds=1))
+
+    assert (await state(gov, spec))["rt"] == 80  # only the new request's
+
+
+@budget_db
+async def test_settling_after_the_reservation_expired_records_the_spend_once(gov):
+    spec = budget(max_tokens=1000, max_cost="10")
+    ttl = timedelta(seconds=django_settings.GATEWAY_RESERVATION_TTL_SECONDS)
+    slow = await admitted(gov, budgets=[spec], tokens=300, cost="3", now=T0)
+    fresh = await admitted(
+        gov, budgets=[spec], tokens=10, cost="0.1", now=T0 + ttl + timedelta(seconds=1)
+    )
+    assert (await state(gov, spec))["rt"] == 10  # the slow one's reservation was swept
+
+    spent = await gov.settle(slow, tokens=250, cost=Decimal("2.5"))
+
+    # The spend is recorded; the swept reservation is not given back a second time.
+    assert spent == [(spec, 250, Decimal("2.5"))]
+    assert await state(gov, spec) == {
+        "st": 250,
+        "sc": cost_to_units(Decimal("2.5")),
+        "rt": 10,
+        "rc": cost_to_units(Decimal("0.1")),
+    }
+    await gov.settle(fresh, tokens=5, cost=Decimal("0.05"))
+    assert await state(gov, spec) == {
+        "st": 255,
+        "sc": cost_to_units(Decimal("2.55")),
+        "rt": 0,
+        "rc": 0,
+    }
+
+
+@budget_db
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: admit.lua gives the reservation hash a TTL of expiry+1h; if no admission "
+    "sweeps it within that hour, the hash is gone and the sweep cannot release rt/rc",
+)
+async def test_a_killed_requests_reservation_is_released_after_a_long_quiet_spell(gov):
+    spec = budget(max_tokens=100)
+    # Admitted two hours ago and killed; nothing was admitted anywhere since.
+    await admitted(gov, budgets=[spec], tokens=80, now=timezone.now() - timedelta(hours=2))
+
+    result = await admit(gov, budgets=[spec], tokens=80, now=None)
+
+    assert isinstance(result, Admission)
+    assert (await state(gov, spec))["rt"] == 80
+
+
+@budget_db
+async def test_costs_with_ten_decimal_places_add_up_exactly(gov):
+    spec = budget(max_cost="0.3")
+    for _ in range(3):
+        admission = await admitted(gov, budgets=[spec], cost="0.1")
+        await gov.settle(admission, tokens=1, cost=Decimal("0.1"))
+    # 0.1 + 0.1 + 0.1 is 0.3 exactly here (as a float it would be 0.30000000000000004).
+    assert units_to_cost((await state(gov, spec))["sc"]) == Decimal("0.3")
+    await admitted(gov, budgets=[spec], cost="0")
+    await refused(gov, budgets=[spec], cost="0.0000000001")
+
+    other = budget(id=2, hard=False, max_cost="1000")
+    costs = [Decimal("0.0000000001"), Decimal("0.0000123457"), Decimal("1.2345678901")] * 40
+    spent: list = []
+    for cost in costs:
+        admission = await admitted(gov, budgets=[other], cost=str(cost))
+        spent = await gov.settle(admission, tokens=1, cost=cost)
+    assert spent == [(other, len(costs), Decimal("49.383209436"))]
+    assert units_to_cost((await state(gov, other))["sc"]) == sum(costs)
+
+
+# --- periods and the ledger ----------------------------------------------------------------------
+
+
+@budget_db
+@pytest.mark.parametrize(
+    ("period", "last_moment", "first_of_next"),
+    [
+        (
+            "daily",
+            datetime(2027, 1, 15, 23, 59, 59, tzinfo=ROME),
+            datetime(2027, 1, 16, tzinfo=ROME),
+        ),
+        # 2027-03-21 is a Sunday: the week ends there, Monday starts a fresh one.
+        (
+            "weekly",
+            datetime(2027, 3, 21, 23, 59, 59, tzinfo=ROME),
+            datetime(2027, 3, 22, tzinfo=ROME),
+        ),
+        (
+            "monthly",
+            datetime(2027, 12, 31, 23, 59, 59, tzinfo=ROME),
+            datetime(2028, 1, 1, tzinfo=ROME),
+        ),
+    ],
+)
+async def test_a_budget_starts_afresh_at_the_local_period_boundary(
+    gov, settings, period, last_moment, first_of_next
+):
+    settings.GATEWAY_BUDGET_TIMEZONE = "Europe/Rome"
+    spec = budget(period=period, max_tokens=100)
+    start = period_for(period, last_moment).start
+    admission = await admitted(gov, budgets=[spec], tokens=100, now=start)
+    await gov.settle(admission, tokens=100, cost=Decimal(0))
+
+    refusal = await refused(gov, budgets=[spec], tokens=1, now=last_moment)
+    await admitted(gov, budgets=[spec], tokens=100, now=first_of_next)
+
+    assert refusal.detail == "tokens"
+    # In UTC the new local period has not begun yet: a UTC boundary would still refuse.
+    assert first_of_next.astimezone(UTC).hour == 23
+    assert (await state(gov, spec, first_of_next))["rt"] == 100
+
+
+@budget_db
+async def test_a_total_budget_never_starts_afresh(gov):
+    spec = budget(period="total", max_tokens=100)
+    admission = await admitted(gov, budgets=[spec], tokens=100, now=T0)
+    await gov.settle(admission, tokens=100, cost=Decimal(0))
+
+    await refused(gov, budgets=[spec], tokens=1, now=T0 + timedelta(days=400))
+
+
+def ledger_row(tenant, key, route, at: datetime, tokens: int, cost: str) -> AuditEvent:
+    return AuditEvent(
+        request_id=f"req_{uuid.uuid4().hex}",
+        created_at=at,
+        tenant=tenant,
+        tenant_slug=tenant.slug,
+        api_key=key,
+        route_id=route.id,
+        route=route.name,
+        outcome="success",
+        status_code=200,
+        total_tokens=tokens,
+        cost_usd=Decimal(cost),
+    )
+
+
+@pytest.fixture
+def ledger(transactional_db, settings):
+    """A month of acme's spend in Rome time, plus rows that must not be counted."""
+    settings.GATEWAY_BUDGET_TIMEZONE = "Europe/Rome"
+    acme, globex = factories.make_tenant("acme"), factories.make_tenant("globex")
+    key, other_key = factories.make_key(acme).api_key, factories.make_key(acme).api_key
+    model = factories.make_model(factories.make_provider())
+    route, other_route = factories.make_route("chat", model), factories.make_route("other", model)
+    march_starts = datetime(2027, 3, 1, tzinfo=ROME)  # 2027-02-28 23:00 UTC
+    AuditEvent.objects.bulk_create(
+        [
+            ledger_row(acme, key, route, march_starts, 100, "0.0000000001"),
+            ledger_row(acme, key, route, T0 - timedelta(hours=1), 250, "1.2345678901"),
+            ledger_row(acme, key, route, T0, 7, "0.0000123457"),
+            # Before the period (23:59:59 on 28 February in Rome) and after it.
+            ledger_row(acme, key, route, march_starts - timedelta(seconds=1), 1000, "9"),
+            ledger_row(acme, key, route, datetime(2027, 4, 1, tzinfo=ROME), 1000, "9"),
+            # Another tenant, another key, another route.
+            ledger_row(globex, None, other_route, T0, 5000, "50"),
+            ledger_row(acme, other_key, other_route, T0, 3000, "30"),
+        ]
+    )
+    return {"acme": acme, "key": key, "route": route}
+
+
+@pytest.mark.parametrize(
+    ("scope", "acme_total"),
+    [
+        ("tenant", (100 + 250 + 7 + 3000, Decimal("31.2345802359"))),
+        ("key", (100 + 250 + 7, Decimal("1.2345802359"))),
+        ("route", (100 + 250 + 7, Decimal("1.2345802359"))),
+    ],
+)
+async def test_a_missing_counter_is_rebuilt_from_the_ledger_of_its_period(
+    gov, ledger, scope, acme_total
+):
+    subject = {"tenant": ledger["acme"], "key": ledger["key"], "route": ledger["route"]}[scope]
+    spec = budget(scope=scope, subject_id=subject.id, period="monthly", max_tokens=10**6)
+
+    await admitted(gov, budgets=[spec], tokens=0)
+
+    tokens, cost = acme_total
+    assert await state(gov, spec) == {"st": tokens, "sc": cost_to_units(cost), "rt": 0, "rc": 0}
+
+
+async def test_a_flushed_redis_is_rebuilt_from_the_ledger_before_deciding(gov, ledger):
+    spec = budget(scope="key", subject_id=ledger["key"].id, period="monthly", max_tokens=357 + 100)
+    await admitted(gov, budgets=[spec], tokens=100)  # counter built: 357 spent
+    await sync_to_async(AuditEvent.objects.bulk_create)(
+        [ledger_row(ledger["acme"], ledger["key"], ledger["route"], T0, 100, "0.5")]
+    )
+
+    await gov.reset_for_tests()  # Redis restarted: every counter is gone
+
+    # The ledger now holds 457 tokens: a request that would have fit before is refused.
+    refusal = await refused(gov, budgets=[spec], tokens=1)
+    assert refusal.detail == "tokens"
+    assert await state(gov, spec) == {
+        "st": 457,
+        "sc": cost_to_units(Decimal("1.7345802359")),
+        "rt": 0,
+        "rc": 0,
+    }
+
+
+# --- periods ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def rome(settings):
+    settings.GATEWAY_BUDGET_TIMEZONE = "Europe/Rome"
+
+
+def test_a_daylight_saving_day_in_rome_lasts_23_hours(rome):
+    spring = period_for("daily", datetime(2027, 3, 28, 12, tzinfo=ROME))
+    autumn = period_for("daily", datetime(2027, 10, 31, 12, tzinfo=ROME))
+
+    assert spring.key == "d20270328"
+    assert spring.start == datetime(2027, 3, 27, 23, tzinfo=UTC)
+    assert spring.end == datetime(2027, 3, 28, 22, tzinfo=UTC)
+    assert spring.end - spring.start == timedelta(hours=23)
+    assert autumn.end - autumn.start == timedelta(hours=25)
+
+
+def test_the_week_with_the_clock_change_lasts_167_hours(rome):
+    week = period_for("weekly", datetime(2027, 3, 28, 12, tzinfo=ROME))
+
+    assert week.start == datetime(2027, 3, 22, tzinfo=ROME)
+    assert week.end - week.start == timedelta(hours=167)
+
+
+def test_a_week_starts_on_monday(rome):
+    sunday_night = period_for("weekly", datetime(2027, 3, 21, 23, 59, 59, tzinfo=ROME))
+    monday = period_for("weekly", datetime(2027, 3, 22, tzinfo=ROME))
+
+    assert sunday_night.key == "w20270315"
+    assert sunday_night.start == datetime(2027, 3, 15, tzinfo=ROME)
+    assert sunday_night.start.weekday() == 0
+    assert sunday_night.end == monday.start == datetime(2027, 3, 22, tzinfo=ROME)
+    assert monday.key == "w20270322"
+
+
+def test_december_rolls_over_into_january_of_the_next_year(rome):
+    december = period_for("monthly", datetime(2027, 12, 31, 23, 59, 59, tzinfo=ROME))
+    # 23:30 UTC on 31 December is already 1 January in Rome.
+    january = period_for("monthly", datetime(2027, 12, 31, 23, 30, tzinfo=UTC))
+
+    assert december.key == "m202712"
+    assert december.start == datetime(2027, 12, 1, tzinfo=ROME)
+    assert december.end == january.start == datetime(2028, 1, 1, tzinfo=ROME)
+    assert january.key == "m202801"
+    assert january.end == datetime(2028, 2, 1, tzinfo=ROME)
+
+
+def test_a_period_contains_its_start_and_not_its_end(rome):
+    for kind in ("daily", "weekly", "monthly"):
+        period = period_for(kind, datetime(2027, 6, 15, 10, tzinfo=ROME))
+        assert period_for(kind, period.start) == period
+        assert period.end is not None
+        assert period_for(kind, period.end).start == period.end
+        assert period_for(kind, period.end - timedelta(microseconds=1)) == period
+
+
+def test_periods_follow_the_configured_zone_utc_here(settings):
+    settings.GATEWAY_BUDGET_TIMEZONE = "UTC"
+    day = period_for("daily", datetime(2027, 1, 15, 23, 30, tzinfo=UTC))
+
+    assert day.start == datetime(2027, 1, 15, tzinfo=UTC)
+    assert day.key == "d20270115"
+
+
+def test_a_total_budget_has_one_period_from_the_epoch():
+    total = period_for("total", T0)
+
+    assert (total.key, total.start, total.end) == ("total", EPOCH, None)
+
+
+def test_an_unknown_period_is_an_error():
+    with pytest.raises(ValueError, match="hourly"):
+        period_for("hourly", T0)
