@@ -84,8 +84,8 @@ _Dumper.add_representer(
     ),
 )  # fmt: skip
 
-# Lists whose entries are short records, the one-record form of rate_limits, and policy.
-_INLINE_ITEMS = {"models", "targets", "budgets", "redaction_rules", "rate_limits", "policy"}
+# Lists whose entries are short records, and the one-record form of rate_limits.
+_INLINE_ITEMS = {"models", "targets", "budgets", "redaction_rules", "rate_limits"}
 # Lists of short names.
 _INLINE_LISTS = {"allowed_routes"}
 
