@@ -4,18 +4,80 @@ Saved by ModelAdmin and its inline formset, not provider_upsert / provider_model
 those are keyed by name, which these forms may change. The forms run each model's
 full_clean() and save through the model, so the rules are the services' and post_save
 still invalidates the proxy's snapshot.
+
+Circuit states come from Redis (providers.circuit), one call per page: the change list
+reads the states of every model on the page at once.
 """
 
 from __future__ import annotations
 
 import os
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin.views.main import ChangeList
 from django.db import models
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html, format_html_join
 
+from providers.circuit import (
+    CLOSED,
+    HALF_OPEN,
+    BreakerUnavailable,
+    CircuitState,
+    circuit_reset,
+    circuit_states,
+    target_key,
+)
 from providers.models import Provider, ProviderModel
+
+UNAVAILABLE = "unknown (Redis unreachable)"
+
+
+def _keys(provider: Provider) -> list[str]:
+    return [target_key(provider.name, pm.name) for pm in provider.models.all()]
+
+
+def _describe(state: CircuitState) -> str:
+    if state.state == CLOSED:
+        if state.consecutive_failures or state.window_failures:
+            return (
+                f"closed ({state.consecutive_failures} failures in a row, "
+                f"{state.window_failures}/{state.window_attempts} recently)"
+            )
+        return "closed"
+    failures = f"{state.consecutive_failures} failures in a row"
+    if state.state == HALF_OPEN:
+        probe = "probe out" if state.probe_in_flight else "probe due"
+        return f"half-open ({probe}, {failures})"
+    when = state.next_probe_at.strftime("%H:%M:%S UTC") if state.next_probe_at else "?"
+    return f"open ({failures}, probe at {when})"
+
+
+def _circuit_lines(provider: Provider, states: dict[str, CircuitState] | None) -> str:
+    rows = list(provider.models.all())
+    if not rows:
+        return "—"
+    return format_html_join(
+        format_html("<br>"),
+        "{}: {}",
+        (
+            (
+                pm.name,
+                UNAVAILABLE
+                if states is None
+                else _describe(states[target_key(provider.name, pm.name)]),
+            )
+            for pm in rows
+        ),
+    )
+
+
+def _states_for(keys: list[str]) -> dict[str, CircuitState] | None:
+    try:
+        return {state.key: state for state in circuit_states(keys=keys)}
+    except BreakerUnavailable:
+        return None
 
 
 class ProviderModelInline(admin.TabularInline):
@@ -34,11 +96,13 @@ class ProviderAdmin(admin.ModelAdmin):
         "api_key_env",
         "secret_present",
         "model_count",
+        "circuits",
         "enabled",
     )
     list_filter = ("kind", "enabled")
     search_fields = ("name", "base_url")
-    readonly_fields = ("secret_present", "updated_at")
+    readonly_fields = ("secret_present", "circuits", "updated_at")
+    actions = ("reset_circuit",)
     fieldsets = (
         (None, {"fields": ("name", "kind", "enabled")}),
         (
@@ -54,6 +118,19 @@ class ProviderAdmin(admin.ModelAdmin):
                 )
             },
         ),
+        (
+            "Resilience",
+            {
+                "fields": (
+                    "first_byte_timeout_s",
+                    "stream_idle_timeout_s",
+                    "max_retries",
+                    "circuit_failure_threshold",
+                    "circuit_cooldown_s",
+                    "circuits",
+                )
+            },
+        ),
         ("Stub provider", {"fields": ("stub_delay_ms",), "classes": ("collapse",)}),
         (None, {"fields": ("updated_at",)}),
     )
@@ -62,7 +139,48 @@ class ProviderAdmin(admin.ModelAdmin):
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Provider]:
-        return super().get_queryset(request).annotate(model_total=Count("models"))
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(model_total=Count("models"))
+            .prefetch_related("models")
+        )
+
+    def get_changelist_instance(self, request: HttpRequest) -> ChangeList:
+        changelist = super().get_changelist_instance(request)
+        # One Redis call for the whole page, not one per row.
+        providers = list(changelist.result_list)
+        states = _states_for([key for provider in providers for key in _keys(provider)])
+        for provider in providers:
+            provider._circuit_states = states  # type: ignore[attr-defined]
+        return changelist
+
+    @admin.display(description="circuits")
+    def circuits(self, obj: Provider) -> str:
+        if obj.pk is None:
+            return "—"
+        if not hasattr(obj, "_circuit_states"):  # the change page: this provider only
+            obj._circuit_states = _states_for(_keys(obj))  # type: ignore[attr-defined]
+        return _circuit_lines(obj, obj._circuit_states)  # type: ignore[attr-defined]
+
+    @admin.action(description="Reset circuit (close it for every model of the selected providers)")
+    def reset_circuit(self, request: HttpRequest, queryset: QuerySet[Provider]) -> None:
+        providers = list(queryset.prefetch_related("models"))
+        keys = [key for provider in providers for key in _keys(provider)]
+        try:
+            circuit_reset(keys=keys)
+        except BreakerUnavailable:
+            self.message_user(
+                request, "Redis is unreachable: no circuit was reset.", messages.ERROR
+            )
+            return
+        for provider in providers:
+            self.log_change(request, provider, "Reset circuit.")
+        self.message_user(
+            request,
+            f"Closed {len(keys)} circuit(s) of {len(providers)} provider(s).",
+            messages.SUCCESS,
+        )
 
     @admin.display(description="secret set here?", boolean=True)
     def secret_present(self, obj: Provider) -> bool | None:

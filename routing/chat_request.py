@@ -8,6 +8,7 @@ refused outright: silently dropping them would hide a misconfigured client.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import orjson
@@ -16,6 +17,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest
 
 from gateway_project.lib import errors
+from routing.hints import NO_HINTS, RoutingHints, parse_hints
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 FORBIDDEN_FIELDS = frozenset(
@@ -44,6 +46,7 @@ class ChatRequest:
     stream: bool
     include_usage: bool
     metadata: dict = field(default_factory=dict)
+    hints: RoutingHints = NO_HINTS
 
 
 def read_json_body(request: HttpRequest) -> dict:
@@ -137,7 +140,9 @@ def _check_types(body: dict) -> None:
         raise errors.bad_request("'tools' must be an array.", param="tools")
 
 
-def parse_chat_request(body: dict, *, route_header: str | None) -> ChatRequest:
+def parse_chat_request(
+    body: dict, *, route_header: str | None, headers: Mapping[str, str] | None = None
+) -> ChatRequest:
     forbidden = FORBIDDEN_FIELDS.intersection(body)
     if forbidden:
         name = sorted(forbidden)[0]
@@ -159,17 +164,14 @@ def parse_chat_request(body: dict, *, route_header: str | None) -> ChatRequest:
     _check_types(body)
 
     upstream = dict(body)
-    extension = upstream.pop("x-gateway", None) or upstream.pop("x_gateway", None) or {}
-    if not isinstance(extension, dict):
-        raise errors.bad_request("'x-gateway' must be an object.", param="x-gateway")
+    extension = upstream.pop("x-gateway", None)
+    alias = upstream.pop("x_gateway", None)
+    if extension is None:
+        extension = alias
+    hints = parse_hints(extension={} if extension is None else extension, headers=headers or {})
     metadata: dict = {}
-    tags = extension.get("metadata")
-    if tags is not None:
-        if not isinstance(tags, dict):
-            raise errors.bad_request(
-                "'x-gateway.metadata' must be an object.", param="x-gateway.metadata"
-            )
-        metadata["tags"] = {str(k)[:100]: str(v)[:500] for k, v in list(tags.items())[:50]}
+    if hints.tags is not None:
+        metadata["tags"] = hints.tags
     if isinstance(body.get("user"), str):
         metadata["user"] = body["user"][:200]
     stream = bool(body.get("stream"))
@@ -181,4 +183,5 @@ def parse_chat_request(body: dict, *, route_header: str | None) -> ChatRequest:
         stream=stream,
         include_usage=bool(stream and options.get("include_usage")),
         metadata=metadata,
+        hints=hints,
     )

@@ -40,6 +40,7 @@ from routing.exchange import (
     usage_from,
 )
 from routing.snapshot import RouteEntry, snapshots
+from routing.strategies import latency_tracker, order_targets
 from tenants.auth import authenticate
 
 logger = logging.getLogger(__name__)
@@ -183,10 +184,10 @@ def _all_failed(exchange: Exchange, last: UpstreamError | None) -> GatewayError:
 
 async def _try_targets(exchange: Exchange, start: Callable[[Target], Awaitable[T]]) -> T:
     """Run `start` on each target in turn, with retries, until one succeeds."""
-    route = exchange.route
-    assert route is not None
+    route, chat = exchange.route, exchange.chat
+    assert route is not None and chat is not None
     last: UpstreamError | None = None
-    for target in route.targets:
+    for target in order_targets(route, hints=chat.hints, now=time.monotonic()):
         retries = 0
         retry_budget.on_attempt(target.key)
         while True:
@@ -195,6 +196,9 @@ async def _try_targets(exchange: Exchange, start: Callable[[Target], Awaitable[T
                 result = await start(target)
             except UpstreamError as exc:
                 note_attempt(exchange, target, started, exc)
+                if exc.kind == "timeout":
+                    # A hanging target's average must rise, or latency routing keeps it first.
+                    latency_tracker.observe(target.key, time.perf_counter() - started)
                 last = exc
                 if not exc.retryable:
                     raise _all_failed(exchange, exc) from None
@@ -207,6 +211,7 @@ async def _try_targets(exchange: Exchange, start: Callable[[Target], Awaitable[T
             note_attempt(exchange, target, started, None)
             exchange.target = target
             exchange.first_token_at = time.perf_counter()
+            latency_tracker.observe(target.key, exchange.first_token_at - started)
             return result
     raise _all_failed(exchange, last)
 
@@ -266,6 +271,23 @@ async def _open_stream(exchange: Exchange) -> tuple[AsyncIterator[dict], dict]:
         return stream, first
 
     return await _try_targets(exchange, start)
+
+
+@contextlib.asynccontextmanager
+async def _request_deadline(exchange: Exchange) -> AsyncIterator[None]:
+    """The client's own `timeout` hint bounds every attempt together (504 when it passes)."""
+    assert exchange.chat is not None
+    limit = exchange.chat.hints.timeout_s
+    if limit is None:
+        yield
+        return
+    try:
+        async with asyncio.timeout(limit):
+            yield
+    except TimeoutError:
+        raise errors.upstream_failed(
+            f"No answer within the requested {limit:g} s.", status=504, code="upstream_timeout"
+        ) from None
 
 
 def _sse(payload: dict) -> bytes:
@@ -368,13 +390,16 @@ async def handle_chat_completion(request: HttpRequest) -> HttpResponse:
         exchange.snapshot = await snapshots.aget()
         exchange.caller = authenticate(exchange.snapshot, request)
         exchange.chat = parse_chat_request(
-            read_json_body(request), route_header=request.headers.get("x-route")
+            read_json_body(request),
+            route_header=request.headers.get("x-route"),
+            headers=request.headers,
         )
         exchange.route = _resolve_route(exchange)
         await _govern(exchange, body_bytes=len(request.body))
-        if not exchange.chat.stream:
-            return await _complete(exchange)
-        stream, first = await _open_stream(exchange)
+        async with _request_deadline(exchange):
+            if not exchange.chat.stream:
+                return await _complete(exchange)
+            stream, first = await _open_stream(exchange)
     except GatewayError as exc:
         exchange.record(outcome=exc.outcome, status=exc.status, error=exc)
         await _settle(exchange)  # releases what was reserved

@@ -178,7 +178,7 @@ def order_targets(
     all_skipped = False
     if hints.prefer_providers or skip is not None:
         all_skipped = _reorder(ordered, hints.prefer_providers, skip)
-    if now is not None and strategy == LATENCY and not all_skipped:
+    if strategy == LATENCY and now is not None and len(ordered) > 1 and not all_skipped:
         tracker.claim_probe(ordered[0].key, now)
     return ordered
 
@@ -212,8 +212,10 @@ def _weighted(targets: tuple[Target, ...] | list[Target], rng: random.Random) ->
             if point < 0:
                 chosen = index
                 break
-    ordered = [targets[chosen]]
-    ordered.extend(sorted((t for i, t in enumerate(targets) if i != chosen), key=_heaviest))
+    ordered = list(targets)
+    first = ordered.pop(chosen)
+    ordered.sort(key=_heaviest)
+    ordered.insert(0, first)
     return ordered
 
 

@@ -11,6 +11,7 @@ from django.db.backends import utils as db_utils
 
 from audit.writer import audit_writer
 from routing.snapshot import snapshots
+from routing.strategies import latency_tracker, reset_round_robin
 from tests import factories
 from tests.live import GatewayProcess
 
@@ -22,6 +23,8 @@ def _fresh_state():
     """Each test starts with a cold snapshot and an empty audit queue (data differs per test)."""
     snapshots.invalidate()
     audit_writer.discard()
+    reset_round_robin()
+    latency_tracker.clear()
     yield
     snapshots.invalidate()
     audit_writer.discard()

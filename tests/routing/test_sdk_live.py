@@ -440,3 +440,50 @@ def test_a_stall_is_not_retried_on_the_same_target(world, fake_openai):
     )
     row = audit_row(raw.headers["x-request-id"])
     assert [a.get("kind") for a in row.attempt_log] == ["timeout", None]
+
+
+def test_routing_hints_prefer_and_exclude_providers(world):
+    factories.make_route(
+        "both",
+        world["models"][("fake-openai", "ok")],
+        world["models"][("fake-anthropic", "ok")],
+        tenant=world["acme"],
+    )
+    preferred = world["client"].chat.completions.create(
+        model="both", messages=HELLO, extra_body={"x-gateway": {"provider": "fake-anthropic"}}
+    )
+    assert preferred.choices[0].message.content.startswith("fake-anthropic")
+    excluded = world["client"].chat.completions.create(
+        model="both",
+        messages=HELLO,
+        extra_headers={"x-gateway-exclude-provider": "fake-openai"},
+    )
+    assert excluded.choices[0].message.content.startswith("fake-anthropic")
+    with pytest.raises(openai.BadRequestError) as caught:
+        world["client"].chat.completions.create(
+            model="both",
+            messages=HELLO,
+            extra_headers={"x-gateway-exclude-provider": "fake-openai,fake-anthropic"},
+        )
+    assert caught.value.body["code"] == "no_target_left"
+
+
+def test_a_request_timeout_hint_bounds_the_whole_call(world):
+    factories.make_route("hanging", world["models"][("fake-openai", "stall")], tenant=world["acme"])
+    started = time.monotonic()
+    with pytest.raises(openai.APIStatusError) as caught:
+        world["client"].chat.completions.create(
+            model="hanging", messages=HELLO, extra_headers={"x-gateway-timeout": "0.5"}
+        )
+    assert caught.value.status_code == 504
+    assert time.monotonic() - started < 1.8  # the provider's own timeout is 2 s
+
+
+def test_tags_from_the_gateway_extension_land_on_the_audit_row(world):
+    raw = world["client"].chat.completions.with_raw_response.create(
+        model="gpt",
+        messages=HELLO,
+        extra_body={"x-gateway": {"metadata": {"feature": "chat", "user_id": "u_123"}}},
+    )
+    row = audit_row(raw.headers["x-request-id"])
+    assert row.metadata["tags"] == {"feature": "chat", "user_id": "u_123"}

@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from tenants.keys import KEY_MARK, hash_key, matches
-from tenants.models import ApiKey, Tenant
+from tenants.models import ApiKey, Tenant, UsagePolicy
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -294,3 +294,109 @@ def test_key_status_is_active_revoked_or_expired(admin_client, acme):
         )
         assert list(response.context["cl"].result_list) == [expected]
         assert f'<td class="field-status">{status}</td>' in response.content.decode()
+
+
+# --- policy and allowed routes ---
+
+
+def tenant_form(tenant: Tenant, **fields: str) -> dict[str, str]:
+    data = {
+        "slug": tenant.slug,
+        "name": tenant.name,
+        "status": tenant.status,
+        "metadata": "{}",
+        "allowed_routes": "",
+    }
+    data |= dict.fromkeys(UsagePolicy.POLICY_FIELDS, "")
+    return data | EMPTY_KEY_INLINE | fields
+
+
+def test_the_tenant_page_has_a_collapsed_policy_fieldset(admin_client, acme):
+    response = admin_client.get(reverse("admin:tenants_tenant_change", args=[acme.pk]))
+    fieldsets = {fs.name: fs for fs in response.context["adminform"]}
+    assert "collapse" in fieldsets["Policy"].classes
+    assert set(response.context["adminform"].form.fields) >= {
+        "allowed_routes",
+        *UsagePolicy.POLICY_FIELDS,
+    }
+
+
+def test_a_tenants_policy_and_routes_are_saved(admin_client, acme, globex):
+    echo = factories.make_model(factories.make_provider())
+    factories.make_route("chat", echo)
+    factories.make_route("acme-only", echo, tenant=acme)
+
+    response = admin_client.post(
+        reverse("admin:tenants_tenant_change", args=[acme.pk]),
+        tenant_form(acme, allowed_routes="acme-only, chat", max_n="2", max_output_tokens="512"),
+    )
+
+    assert response.status_code == 302, response.context and response.context["errors"]
+    acme.refresh_from_db()
+    assert acme.allowed_routes == ["acme-only", "chat"]
+    assert (acme.max_n, acme.max_output_tokens, acme.max_depth) == (2, 512, None)
+    listed = admin_client.get(reverse("admin:tenants_tenant_changelist")).content.decode()
+    assert "acme-only, chat" in listed
+
+
+def test_a_tenant_may_not_be_limited_to_routes_it_cannot_see(admin_client, acme, globex):
+    factories.make_route(
+        "globex-only", factories.make_model(factories.make_provider()), tenant=globex
+    )
+
+    response = admin_client.post(
+        reverse("admin:tenants_tenant_change", args=[acme.pk]),
+        tenant_form(acme, allowed_routes="globex-only, nope"),
+    )
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["allowed_routes"] == [
+        "Tenant acme has no route named globex-only, nope."
+    ]
+    acme.refresh_from_db()
+    assert acme.allowed_routes == []
+
+
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_policy_limits_are_whole_numbers_from_one(admin_client, acme, value):
+    response = admin_client.post(
+        reverse("admin:tenants_tenant_change", args=[acme.pk]), tenant_form(acme, max_n=value)
+    )
+    assert response.status_code == 200
+    assert "max_n" in response.context["adminform"].form.errors
+
+
+def test_a_new_tenant_gets_the_policy_from_the_add_form(admin_client):
+    response = admin_client.post(
+        reverse("admin:tenants_tenant_add"),
+        {"slug": "initech", "name": "Initech", "status": "active", "metadata": "{}"}
+        | dict.fromkeys(UsagePolicy.POLICY_FIELDS, "")
+        | {"max_messages": "50"}
+        | EMPTY_KEY_INLINE,
+    )
+    assert response.status_code == 302, response.context and response.context["errors"]
+    assert Tenant.objects.get(slug="initech").max_messages == 50
+
+
+def test_a_key_is_issued_with_its_policy(admin_client, acme):
+    response = issue_through_admin(admin_client, acme, max_prompt_tokens="1000", max_depth="8")
+    assert response.status_code == 200
+    api_key = ApiKey.objects.get()
+    assert (api_key.max_prompt_tokens, api_key.max_depth, api_key.max_n) == (1000, 8, None)
+
+
+def test_a_keys_policy_is_edited_on_its_page(admin_client, acme):
+    api_key = factories.make_key(acme).api_key
+    url = reverse("admin:tenants_apikey_change", args=[api_key.pk])
+    fieldsets = {fs.name: fs for fs in admin_client.get(url).context["adminform"]}
+    assert "collapse" in fieldsets["Policy"].classes
+
+    response = admin_client.post(
+        url,
+        {"name": "ci", "allowed_routes": "", "expires_at_0": "", "expires_at_1": ""}
+        | {"max_body_bytes": "65536"},
+    )
+
+    assert response.status_code == 302
+    api_key.refresh_from_db()
+    assert api_key.max_body_bytes == 65536
