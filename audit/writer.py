@@ -28,7 +28,13 @@ from pathlib import Path
 
 import orjson
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections
+from django.db import (
+    DatabaseError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +105,7 @@ class AuditWriter:
                     self._cond.wait(settings.AUDIT_FLUSH_INTERVAL_SECONDS)
                 if self._closing and not self._queue:
                     return
-            if not self._write_batch():
+            if not self._write_batch(own_thread=True):
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 if self._closing and self.failures > 50:
@@ -123,7 +129,7 @@ class AuditWriter:
         with self._cond:
             self._queue.extendleft(reversed(batch))
 
-    def _write_batch(self) -> bool:
+    def _write_batch(self, *, own_thread: bool = False) -> bool:
         """Write one batch; False (with the batch re-queued) if the database refused it."""
         from audit.models import AuditEvent
         from tenants.services import api_keys_touch
@@ -132,7 +138,10 @@ class AuditWriter:
             batch = self._take()
             if not batch:
                 return True
-            close_old_connections()
+            if own_thread:
+                # The writer thread's connection may have gone stale between batches; a
+                # caller's connection (tests, shutdown) is the caller's business.
+                close_old_connections()
             last_used: dict[int, datetime] = {}
             rows = []
             for row in batch:
@@ -149,19 +158,31 @@ class AuditWriter:
                 self.failures += 1
                 logger.exception("audit batch of %d rows failed; will retry", len(batch))
                 self._put_back(batch)
-                close_old_connections()
+                if own_thread:
+                    close_old_connections()
                 return False
             except DatabaseError:
                 # One bad row must not block the rest: write them one by one.
                 logger.exception("audit batch refused; isolating the bad rows")
-                close_old_connections()
+                if own_thread:
+                    close_old_connections()
                 for index, fields in enumerate(rows):
                     try:
                         AuditEvent.objects.create(**fields)
                     except (OperationalError, InterfaceError):
                         self._put_back(batch[index:])
-                        close_old_connections()
+                        if own_thread:
+                            close_old_connections()
                         return False
+                    except IntegrityError:
+                        # Most likely the tenant or key was deleted while the row waited:
+                        # keep the row, with its slug and key prefix, minus the links.
+                        fields = {**fields, "tenant_id": None, "api_key_id": None}
+                        try:
+                            AuditEvent.objects.create(**fields)
+                        except DatabaseError:
+                            logger.exception("audit row %s refused", fields.get("request_id"))
+                            _dead_letter(fields)
                     except DatabaseError:
                         logger.exception("audit row %s refused", fields.get("request_id"))
                         _dead_letter(fields)

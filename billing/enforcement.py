@@ -42,8 +42,8 @@ class Guard:
     headers: dict[str, str] = field(default_factory=dict)
 
     @property
-    def holds_budget(self) -> bool:
-        return self.admission is not None and bool(self.admission.budgets)
+    def holds_hard_budget(self) -> bool:
+        return self.admission is not None and any(b.hard for b, _ in self.admission.budgets)
 
 
 def json_depth(value: object) -> int:
@@ -121,6 +121,8 @@ def output_cap(
     cap = requested_output_cap(body) or route_default or policy_max
     if cap is None and bounded:
         cap = settings.GATEWAY_DEFAULT_MAX_OUTPUT_TOKENS
+    if cap is not None and policy_max is not None:
+        cap = min(cap, policy_max)  # a route default never lifts the policy's ceiling
     return cap
 
 

@@ -16,7 +16,6 @@ in-process Redis (fakeredis with Lua), so behaviour is identical.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from billing.periods import Period, period_for
+from gateway_project.lib.redis_client import async_client, is_unavailable, register_script
 
 logger = logging.getLogger(__name__)
 
@@ -100,47 +100,17 @@ class GovernanceUnavailable(Exception):
 
 
 class Governor:
-    def __init__(self) -> None:
-        self._clients: dict[int, object] = {}
-        self._scripts: dict[tuple[int, str], object] = {}
-        self._fake_server = None
-
     # --- Redis plumbing ----------------------------------------------------------------------
     def _client(self):  # type: ignore[no-untyped-def]
-        loop_id = id(asyncio.get_running_loop())
-        client = self._clients.get(loop_id)
-        if client is None:
-            if settings.REDIS_URL:
-                import redis.asyncio
-
-                client = redis.asyncio.Redis.from_url(
-                    settings.REDIS_URL,
-                    socket_timeout=settings.GATEWAY_REDIS_TIMEOUT_SECONDS,
-                    socket_connect_timeout=settings.GATEWAY_REDIS_TIMEOUT_SECONDS,
-                )
-            else:
-                import fakeredis
-
-                if self._fake_server is None:
-                    self._fake_server = fakeredis.FakeServer()
-                client = fakeredis.FakeAsyncRedis(server=self._fake_server)
-            self._clients[loop_id] = client
-        return client
-
-    def _script(self, name: str):  # type: ignore[no-untyped-def]
-        client = self._client()
-        cache_key = (id(client), name)
-        script = self._scripts.get(cache_key)
-        if script is None:
-            script = client.register_script((_LUA / f"{name}.lua").read_text())
-            self._scripts[cache_key] = script
-        return script
+        return async_client()
 
     async def _run(self, name: str, keys: list[str], args: list) -> list:
         try:
-            return await self._script(name)(keys=keys, args=args)
+            return await register_script(f"billing.{name}", _LUA / f"{name}.lua")(
+                keys=keys, args=args
+            )
         except Exception as exc:
-            if _is_connection_error(exc):
+            if is_unavailable(exc):
                 raise GovernanceUnavailable(str(exc)) from exc
             raise
 
@@ -281,14 +251,6 @@ def _or_none(value: int | None) -> int:
 
 def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _is_connection_error(exc: Exception) -> bool:
-    import redis.exceptions
-
-    return isinstance(
-        exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
-    )
 
 
 def _rate_headers(limits: list[LimitSpec], flat: list) -> dict[str, str]:

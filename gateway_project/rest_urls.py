@@ -1,7 +1,9 @@
 """URL map of the DRF management API; the project mounts it at `api/v1/`.
 
 Kept apart from the ninja proxy API (mounted at the root under `/v1/`), which must stay
-free of DRF.
+free of DRF. Every view here carries `AuthFailureRateLimitMixin`
+(gateway_project/lib/ratelimit.py) so password guessing over HTTP Basic gets 429;
+tests/test_brute_force.py fails if one does not.
 """
 
 from __future__ import annotations

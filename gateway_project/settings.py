@@ -15,11 +15,17 @@ from django.core.exceptions import ImproperlyConfigured
 from gateway_project.lib.env import envbool, envfloat, envint, envlist, envsecret, envstr
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-STATE_DIR = Path(envstr("GATEWAY_STATE_DIR", str(BASE_DIR / "var")))
-STATE_DIR.mkdir(parents=True, exist_ok=True)
-
 # pytest sets PYTEST_VERSION; the gateway processes that tests start do not inherit it.
 TESTING = "PYTEST_VERSION" in os.environ
+# A test run gets a state directory of its own (its SQLite file, its config generation
+# file), so two runs side by side cannot disturb each other.
+STATE_DIR = Path(
+    envstr(
+        "GATEWAY_STATE_DIR",
+        str(BASE_DIR / "var" / f"test-{os.getpid()}" if TESTING else BASE_DIR / "var"),
+    )
+)
+STATE_DIR.mkdir(parents=True, exist_ok=True)
 DEBUG = envbool("DEBUG", False)
 SECRET_KEY = envsecret("SECRET_KEY")
 if not SECRET_KEY:
@@ -91,11 +97,8 @@ else:
         }
     }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Tests run a real gateway process beside pytest: it must see the same file (one per
-    # test run, so two runs side by side do not share it).
-    DATABASES["default"].setdefault("TEST", {})["NAME"] = str(
-        STATE_DIR / f"test-{os.getpid()}.sqlite3"
-    )
+    # Tests run a real gateway process beside pytest: it must see the same file.
+    DATABASES["default"].setdefault("TEST", {})["NAME"] = str(STATE_DIR / "test.sqlite3")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis, cache, channels, celery --------------------------------------------------------

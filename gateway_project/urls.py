@@ -7,6 +7,7 @@ from django.urls import include, path, re_path
 
 from gateway_project import views
 from gateway_project.api import api
+from routing.admin_cache import clear_cache_view
 from gateway_project.lib.ratelimit import ratelimited_admin_login
 
 admin.site.site_header = "LLM Gateway"

@@ -18,7 +18,8 @@ from django.contrib.admin.views.main import ChangeList
 from django.db import models
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html_join
+from django.utils.safestring import mark_safe
 
 from providers.circuit import (
     CLOSED,
@@ -39,14 +40,15 @@ def _keys(provider: Provider) -> list[str]:
 
 
 def _describe(state: CircuitState) -> str:
+    count = state.consecutive_failures
+    failures = f"{count} consecutive failure{'' if count == 1 else 's'}"
     if state.state == CLOSED:
-        if state.consecutive_failures or state.window_failures:
+        if count or state.window_failures:
             return (
-                f"closed ({state.consecutive_failures} failures in a row, "
-                f"{state.window_failures}/{state.window_attempts} recently)"
+                f"closed ({failures}, {state.window_failures} of the last "
+                f"{state.window_attempts} attempts failed)"
             )
         return "closed"
-    failures = f"{state.consecutive_failures} failures in a row"
     if state.state == HALF_OPEN:
         probe = "probe out" if state.probe_in_flight else "probe due"
         return f"half-open ({probe}, {failures})"
@@ -59,7 +61,7 @@ def _circuit_lines(provider: Provider, states: dict[str, CircuitState] | None) -
     if not rows:
         return "—"
     return format_html_join(
-        format_html("<br>"),
+        mark_safe("<br>"),
         "{}: {}",
         (
             (
@@ -118,19 +120,7 @@ class ProviderAdmin(admin.ModelAdmin):
                 )
             },
         ),
-        (
-            "Resilience",
-            {
-                "fields": (
-                    "first_byte_timeout_s",
-                    "stream_idle_timeout_s",
-                    "max_retries",
-                    "circuit_failure_threshold",
-                    "circuit_cooldown_s",
-                    "circuits",
-                )
-            },
-        ),
+        ("Circuit breakers", {"fields": ("circuits",)}),
         ("Stub provider", {"fields": ("stub_delay_ms",), "classes": ("collapse",)}),
         (None, {"fields": ("updated_at",)}),
     )

@@ -230,6 +230,25 @@ class Breaker:
             result.update(await self._grant(due, now))
         return result
 
+    async def refresh(self, targets: Iterable[Target]) -> None:
+        """Bring the cached states of `targets` up to date (at most one round trip, none
+        while they are fresh), so `is_open()` can answer for all of them. Never raises."""
+        now = self.clock()
+        if now >= self._down_until:
+            await self._ensure_fresh(list(dict.fromkeys(t.key for t in targets)), now)
+
+    def is_open(self, target: Target) -> bool:
+        """Whether the last known state says to skip `target` (no I/O: for ordering).
+
+        False once the cool-down is over: the target may be this request's probe, which
+        `allow()` then decides.
+        """
+        entry = self._entries.get(target.key)
+        if entry is None or entry.code == _CLOSED:
+            return False
+        now_ms = int(self.clock() * 1000)
+        return now_ms < (entry.probe_ms if entry.code == _OPEN else entry.lease_ms)
+
     async def record(self, target: Target, *, ok: bool, kind: str = "") -> None:
         """The outcome of one attempt on `target` (`kind` as in UpstreamError.kind).
 

@@ -12,6 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from ninja import Router
 
 from gateway_project.lib import errors
+from gateway_project.lib.redis_client import is_unavailable
 from routing import cache
 
 router = Router(tags=["cache"])
@@ -33,8 +34,6 @@ async def cache_stats(request: HttpRequest, tenant_id: int | None = None) -> Htt
     try:
         body = await cache.stats(tenant_id)
     except Exception as exc:
-        from gateway_project.lib.redis_client import is_unavailable
-
         if not is_unavailable(exc):
             raise
         return errors.upstream_failed(

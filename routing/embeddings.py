@@ -98,9 +98,10 @@ def warm_up() -> Future | None:
     global _load
     if not available():
         return None
+    pool = _pool()
     with _lock:
         if _load is None:
-            _load = _pool().submit(_load_model)
+            _load = pool.submit(_load_model)
             _load.add_done_callback(_log_load_failure)
         return _load
 
@@ -156,6 +157,7 @@ async def embed(text: str) -> np.ndarray | None:
     if len(text) > 20_000 or len(text.split()) > _model.max_seq_length:
         return None
     key = _memo_key(text)
+    pool = _pool()
     with _lock:
         if key in _memo:
             _memo.move_to_end(key)
@@ -164,7 +166,7 @@ async def embed(text: str) -> np.ndarray | None:
             return None
         _pending += 1
     try:
-        vector = await asyncio.get_running_loop().run_in_executor(_pool(), _encode, text)
+        vector = await asyncio.get_running_loop().run_in_executor(pool, _encode, text)
     except Exception:
         logger.warning("embedding failed; skipping the semantic cache", exc_info=True)
         return None

@@ -51,6 +51,17 @@ class Exchange:
         return int(((since or time.perf_counter()) - self.started) * 1000)
 
     @property
+    def upstream_attempts(self) -> int:
+        """Calls actually made upstream (a target skipped for its open circuit is not one)."""
+        return sum(1 for attempt in self.attempts if not attempt.get("skipped"))
+
+    @property
+    def fell_back(self) -> bool:
+        """Whether anything but the first target in order was (or had to be) tried."""
+        targets = {(a["provider"], a["model"]) for a in self.attempts}
+        return len(targets) > 1 or any(a.get("skipped") for a in self.attempts)
+
+    @property
     def cost(self) -> Decimal:
         if self.target is None:
             return Decimal(0)
@@ -81,8 +92,8 @@ class Exchange:
                 "requested_model": chat.requested_model if chat else "",
                 "provider": target.provider_name if target else "",
                 "model": target.model if target else "",
-                "fallback_used": len(self.attempts) > 1,
-                "attempts": len(self.attempts),
+                "fallback_used": self.fell_back,
+                "attempts": self.upstream_attempts,
                 "stream": bool(chat and chat.stream),
                 "outcome": outcome,
                 "status_code": status,
@@ -109,8 +120,8 @@ def gateway_headers(exchange: Exchange) -> dict[str, str]:
     target = exchange.target
     headers = {
         "x-gateway-route": exchange.route.name if exchange.route else "",
-        "x-gateway-attempts": str(len(exchange.attempts)),
-        "x-gateway-fallback": "true" if len(exchange.attempts) > 1 else "false",
+        "x-gateway-attempts": str(exchange.upstream_attempts),
+        "x-gateway-fallback": "true" if exchange.fell_back else "false",
     }
     if target is not None:
         headers["x-gateway-provider"] = target.provider_name

@@ -18,18 +18,28 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from decimal import Decimal
 from typing import TypeVar
 
 import httpx
 import orjson
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
-from billing.enforcement import Guard, admit, check_policy, output_cap, requested_output_cap, settle
+from billing.enforcement import (
+    Guard,
+    admit,
+    check_policy,
+    output_cap,
+    requested_output_cap,
+    settle,
+)
 from gateway_project.lib import errors
 from gateway_project.lib.errors import GatewayError
 from providers.base import Target, UpstreamError, UpstreamStreamError
+from providers.circuit import breaker as circuit_breaker
 from providers.registry import provider_for
 from providers.tokens import count_prompt_tokens
+from routing import cache as response_cache
 from routing.attempts import may_retry, retry_budget
 from routing.chat_request import parse_chat_request, read_json_body
 from routing.exchange import (
@@ -45,6 +55,7 @@ from tenants.auth import authenticate
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+_background: set[asyncio.Future] = set()  # cache writes in flight (kept from the GC)
 
 # Upstream kinds that want the newer output-cap field when the gateway has to set one.
 _COMPLETION_TOKENS_KINDS = frozenset({"openai", "azure_openai"})
@@ -144,6 +155,55 @@ async def _settle(exchange: Exchange) -> None:
         )
 
 
+def _cacheable(exchange: Exchange) -> bool:
+    """Cache only when the route opts in and the client neither bypasses the cache nor pins
+    providers (an answer from another provider would not be what was asked for)."""
+    route, chat = exchange.route, exchange.chat
+    assert route is not None and chat is not None
+    return response_cache.enabled(route) and chat.hints.cache and not chat.hints.affects_order
+
+
+async def _serve_cached(exchange: Exchange, hit: response_cache.CachedAnswer) -> HttpResponse:
+    """A cache hit: no upstream call, zero cost, still counted by the rate limits."""
+    chat = exchange.chat
+    assert chat is not None
+    usage_from(exchange, hit.usage)
+    exchange.first_token_at = time.perf_counter()
+    exchange.metadata["cache"] = "semantic" if hit.semantic else "exact"
+    if hit.similarity is not None:
+        exchange.metadata["cache_similarity"] = round(hit.similarity, 4)
+    exchange.response_text = _completion_text(hit.completion)
+    exchange.record(outcome="success", status=200)
+    guard = exchange.guard
+    if guard is not None:
+        # Nothing was consumed upstream: release the reservation, correct TPM to zero.
+        await settle(guard.admission, tokens=0, cost=Decimal(0))
+    if chat.stream:
+        chunks = response_cache.replay_chunks(hit.completion, include_usage=chat.include_usage)
+
+        async def replay() -> AsyncIterator[bytes]:
+            for chunk in chunks:
+                yield _sse(chunk)
+            yield b"data: [DONE]\n\n"
+
+        response: HttpResponse = StreamingHttpResponse(replay(), content_type="text/event-stream")
+        response["Cache-Control"] = "no-cache"
+    else:
+        response = HttpResponse(hit.body(), content_type="application/json")
+    for name, value in {**gateway_headers(exchange), **hit.headers()}.items():
+        response[name] = value
+    return response
+
+
+def _store_in_cache(exchange: Exchange, result: dict) -> None:
+    """Write the answer to the cache without holding the response for it."""
+    route, chat, caller = exchange.route, exchange.chat, exchange.caller
+    assert route is not None and chat is not None and caller is not None
+    task = asyncio.ensure_future(response_cache.store(route, caller.tenant.id, chat.body, result))
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
 def _upstream_body(exchange: Exchange, target: Target) -> dict:
     chat, snap = exchange.chat, exchange.snapshot
     assert chat is not None and snap is not None
@@ -172,6 +232,12 @@ def _all_failed(exchange: Exchange, last: UpstreamError | None) -> GatewayError:
             param=detail.get("param"),
             outcome="upstream_error",
         )
+    if exchange.attempts and all(a.get("kind") == "circuit_open" for a in exchange.attempts):
+        return errors.upstream_failed(
+            "Every upstream target of this route is failing (circuit open); try again shortly.",
+            status=503,
+            code="circuit_open",
+        )
     tried = ", ".join(
         f"{a['provider']}/{a['model']}: {a.get('kind', 'error')}" for a in exchange.attempts
     )
@@ -183,11 +249,32 @@ def _all_failed(exchange: Exchange, last: UpstreamError | None) -> GatewayError:
 
 
 async def _try_targets(exchange: Exchange, start: Callable[[Target], Awaitable[T]]) -> T:
-    """Run `start` on each target in turn, with retries, until one succeeds."""
+    """Run `start` on each target in turn, with retries, until one succeeds.
+
+    Targets come in the route strategy's order (hints applied); an open circuit is skipped
+    without waiting, and after its cool-down exactly one request across all processes
+    probes it.
+    """
     route, chat = exchange.route, exchange.chat
     assert route is not None and chat is not None
     last: UpstreamError | None = None
-    for target in order_targets(route, hints=chat.hints, now=time.monotonic()):
+    await circuit_breaker.refresh(route.targets)
+    ordered = order_targets(
+        route, hints=chat.hints, now=time.monotonic(), skip=circuit_breaker.is_open
+    )
+    for target in ordered:
+        if not await circuit_breaker.allow(target):
+            exchange.attempts.append(
+                {
+                    "provider": target.provider_name,
+                    "model": target.model,
+                    "ms": 0,
+                    "ok": False,
+                    "kind": "circuit_open",
+                    "skipped": True,
+                }
+            )
+            continue
         retries = 0
         retry_budget.on_attempt(target.key)
         while True:
@@ -196,6 +283,7 @@ async def _try_targets(exchange: Exchange, start: Callable[[Target], Awaitable[T
                 result = await start(target)
             except UpstreamError as exc:
                 note_attempt(exchange, target, started, exc)
+                await circuit_breaker.record(target, ok=False, kind=exc.kind)
                 if exc.kind == "timeout":
                     # A hanging target's average must rise, or latency routing keeps it first.
                     latency_tracker.observe(target.key, time.perf_counter() - started)
@@ -207,8 +295,11 @@ async def _try_targets(exchange: Exchange, start: Callable[[Target], Awaitable[T
                     break
                 retries += 1
                 await asyncio.sleep(delay)
+                if not await circuit_breaker.allow(target):
+                    break  # that failure opened the circuit
                 continue
             note_attempt(exchange, target, started, None)
+            await circuit_breaker.record(target, ok=True)
             exchange.target = target
             exchange.first_token_at = time.perf_counter()
             latency_tracker.observe(target.key, exchange.first_token_at - started)
@@ -232,6 +323,10 @@ async def _complete(exchange: Exchange) -> HttpResponse:
     response = HttpResponse(orjson.dumps(result), content_type="application/json")
     for name, value in gateway_headers(exchange).items():
         response[name] = value
+    if exchange.metadata.get("cache") == "miss":
+        for name, value in response_cache.MISS_HEADERS.items():
+            response[name] = value
+        _store_in_cache(exchange, result)
     exchange.record(outcome="success", status=200)
     await _settle(exchange)
     return response
@@ -309,7 +404,7 @@ async def _relay(
     # is cut off there instead of overspending (about four characters a token).
     char_budget = (
         guard.output_cap * 4 + 16
-        if guard is not None and guard.holds_budget and guard.output_cap
+        if guard is not None and guard.holds_hard_budget and guard.output_cap
         else None
     )
     streamed_chars = 0
@@ -396,6 +491,13 @@ async def handle_chat_completion(request: HttpRequest) -> HttpResponse:
         )
         exchange.route = _resolve_route(exchange)
         await _govern(exchange, body_bytes=len(request.body))
+        if _cacheable(exchange):
+            hit = await response_cache.lookup(
+                exchange.route, exchange.caller.tenant.id, exchange.chat.body
+            )
+            if hit is not None:
+                return await _serve_cached(exchange, hit)
+            exchange.metadata["cache"] = "miss"
         async with _request_deadline(exchange):
             if not exchange.chat.stream:
                 return await _complete(exchange)

@@ -82,6 +82,18 @@ def count_queries_everywhere() -> Iterator[QueryCounter]:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _remove_state_dir():
+    """The run's own state directory (SQLite file, logs) goes when the run ends."""
+    yield
+    import shutil
+
+    from django.conf import settings
+
+    if settings.STATE_DIR.name.startswith("test-"):
+        shutil.rmtree(settings.STATE_DIR, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _fresh_redis():
     """Governance counters are keyed by budget and limit ids, which a new test database
     hands out again: start every run from empty counters."""

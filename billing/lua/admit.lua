@@ -32,8 +32,8 @@ for _, rid in ipairs(expired) do
     local t = tonumber(string.sub(held[i + 1], 1, sep - 1))
     local c = tonumber(string.sub(held[i + 1], sep + 1))
     if redis.call('EXISTS', budget_key) == 1 then
-      redis.call('HINCRBY', budget_key, 'rt', -t)
-      redis.call('HINCRBY', budget_key, 'rc', -c)
+      redis.call('HINCRBY', budget_key, 'rt', 0 - t)  -- never '-0', which Redis refuses
+      redis.call('HINCRBY', budget_key, 'rc', 0 - c)
     end
   end
   redis.call('DEL', rkey)
@@ -95,6 +95,9 @@ for i = 1, L do
   end
   local rem_r = rpm >= 0 and (rpm - used_r - 1) or -1
   local rem_t = tpm >= 0 and (tpm - used_t - est) or -1
+  -- Counting this request may start the window: it frees up a full window from now.
+  if oldest_r == nil then reset_r = (now_s + WINDOW) * 1000 - now_ms end
+  if oldest_t == nil and est > 0 then reset_t = (now_s + WINDOW) * 1000 - now_ms end
   table.insert(results, {rem_r, rem_t, reset_r, reset_t})
 end
 
@@ -130,8 +133,9 @@ if B > 0 then
     redis.call('HINCRBY', w[1], 'rc', w[3])
     redis.call('HSET', KEYS[1], w[1], w[2] .. ':' .. w[3])
   end
+  -- No TTL on the reservation itself: settle or the sweep above deletes it, and a sweep
+  -- long after expiry must still find what to release.
   redis.call('ZADD', KEYS[2], tonumber(ARGV[3]), ARGV[2])
-  redis.call('PEXPIREAT', KEYS[1], tonumber(ARGV[3]) + 3600000)
 end
 
 local out = {'ok', now_s}

@@ -23,8 +23,9 @@ for j = 1, B do
     if h then
       -- Still reserved: release exactly what was held (a swept reservation is already gone).
       local sep = string.find(h, ':', 1, true)
-      redis.call('HINCRBY', key, 'rt', -tonumber(string.sub(h, 1, sep - 1)))
-      redis.call('HINCRBY', key, 'rc', -tonumber(string.sub(h, sep + 1)))
+      -- 0 - x, never -x: Lua prints -0 as '-0', which HINCRBY refuses.
+      redis.call('HINCRBY', key, 'rt', 0 - tonumber(string.sub(h, 1, sep - 1)))
+      redis.call('HINCRBY', key, 'rc', 0 - tonumber(string.sub(h, sep + 1)))
     end
     local st = redis.call('HINCRBY', key, 'st', used_t)
     local sc = redis.call('HINCRBY', key, 'sc', used_c)

@@ -25,7 +25,6 @@ def _file() -> Path:
 
 
 _sync_client = None
-_async_clients: dict[int, object] = {}
 
 
 def _redis():
@@ -41,22 +40,10 @@ def _redis():
     return _sync_client
 
 
-def async_redis():
-    """One asyncio Redis client per event loop (a client cannot cross loops)."""
-    import asyncio
+def async_redis():  # type: ignore[no-untyped-def]
+    from gateway_project.lib.redis_client import async_client
 
-    import redis.asyncio
-
-    loop_id = id(asyncio.get_running_loop())
-    client = _async_clients.get(loop_id)
-    if client is None:
-        client = redis.asyncio.Redis.from_url(
-            settings.REDIS_URL,
-            socket_timeout=settings.GATEWAY_REDIS_TIMEOUT_SECONDS,
-            socket_connect_timeout=settings.GATEWAY_REDIS_TIMEOUT_SECONDS,
-        )
-        _async_clients[loop_id] = client
-    return client
+    return async_client()
 
 
 def bump() -> None:

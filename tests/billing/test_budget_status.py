@@ -82,8 +82,9 @@ def test_the_next_period_starts_from_zero(acme):
 @override_settings(GATEWAY_BUDGET_TIMEZONE="Europe/Berlin")
 def test_periods_follow_the_budget_time_zone(acme):
     budget = Budget.objects.create(scope="tenant", tenant=acme, period="daily", max_tokens=100)
-    ledger_row(datetime(2026, 3, 14, 22, 30, tzinfo=UTC), tokens=7, tenant=acme)  # 23:30 on the 14th
-    ledger_row(datetime(2026, 3, 14, 23, 30, tzinfo=UTC), tokens=5, tenant=acme)  # 00:30 on the 15th
+    # 23:30 on the 14th and 00:30 on the 15th in Berlin.
+    ledger_row(datetime(2026, 3, 14, 22, 30, tzinfo=UTC), tokens=7, tenant=acme)
+    ledger_row(datetime(2026, 3, 14, 23, 30, tzinfo=UTC), tokens=5, tenant=acme)
 
     status = budget_status(budget=budget, now=NOW)
 

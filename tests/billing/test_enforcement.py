@@ -244,11 +244,6 @@ def test_a_budget_bounds_an_otherwise_unbounded_request_with_the_gateway_default
     assert output_cap(body={}, route_default=None, policy_max=None, bounded=False) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: output_cap() takes the route default before the policy maximum, so a "
-    "route default above the key's max_output_tokens is injected upstream unclipped",
-)
 def test_a_route_default_never_exceeds_the_policys_maximum():
     assert output_cap(body={}, route_default=4096, policy_max=100, bounded=False) == 100
 

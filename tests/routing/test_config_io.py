@@ -23,7 +23,7 @@ from routing.config_io import (
     config_load_file,
 )
 from routing.models import Route
-from tenants.models import Tenant
+from tenants.models import Tenant, UsagePolicy
 from tests import factories
 
 SHARED_EXAMPLE = Path(settings.BASE_DIR).parent / "shared" / "gateway.example.yaml"
@@ -375,3 +375,190 @@ def test_prune_deletes_routes_rules_and_limits_not_in_the_file() -> None:
     assert Tenant.objects.filter(slug="acme").exists()  # tenants are never pruned
     assert ProviderModel.objects.filter(name="echo2").exists()  # nor models
     assert not config_import(data=data, prune=True).changed
+
+
+# --- policies, allowed routes, output caps, alert thresholds ---
+
+GOVERNED = """
+providers:
+  - name: local
+    kind: stub
+    models:
+      - {name: echo, input_per_million: "0", output_per_million: "0"}
+tenants:
+  - slug: acme
+    name: Acme
+    allowed_routes: [mine, echo, mine]
+    policy: {max_prompt_tokens: 8000, max_n: 1, max_depth: 16}
+    rate_limits:
+      - {rpm: 60}
+      - {model: echo, tpm: 1000}
+    budgets:
+      - {period: monthly, max_cost_usd: "10", alert_thresholds: [90, 25]}
+      - {period: daily, max_tokens: 500, alert_thresholds: [100, 80, 50]}
+      - {period: weekly, max_tokens: 900, hard: false, alert_thresholds: []}
+routes:
+  - name: echo
+    default_max_tokens: 256
+    targets: [{provider: local, model: echo}]
+  - name: mine
+    tenant: acme
+    targets: [{provider: local, model: echo}]
+rate_limits:
+  - {rpm: 6000}
+  - {tpm: 5000000}
+"""
+
+
+def test_policies_allowed_routes_caps_and_thresholds_are_imported() -> None:
+    config_import(data=load(GOVERNED))
+
+    acme = Tenant.objects.get(slug="acme")
+    assert acme.allowed_routes == ["mine", "echo"]  # repeats dropped, order kept
+    assert (acme.max_prompt_tokens, acme.max_n, acme.max_depth) == (8000, 1, 16)
+    assert acme.max_output_tokens is None
+    assert Route.objects.get(name="echo").default_max_tokens == 256
+    assert Route.objects.get(name="mine").default_max_tokens is None
+    budgets = Budget.objects.filter(tenant=acme).order_by("id")
+    assert [b.alert_thresholds for b in budgets] == [[25, 90], [50, 80, 100], []]
+    assert RateLimit.objects.get(scope=Scope.TENANT, model_name="echo").tpm == 1000
+    global_limits = RateLimit.objects.filter(scope=Scope.GLOBAL).order_by("id")
+    assert [(r.rpm, r.tpm) for r in global_limits] == [(6000, None), (None, 5000000)]
+
+
+def test_the_new_fields_round_trip_and_defaults_are_left_out() -> None:
+    config_import(data=load(GOVERNED))
+    first = config_dump(config_export())
+
+    assert "allowed_routes: [mine, echo]" in first
+    assert "max_prompt_tokens: 8000" in first
+    assert "max_output_tokens" not in first  # no limit: not written
+    assert "default_max_tokens: 256" in first
+    assert "alert_thresholds: [25, 90]" in first
+    assert "alert_thresholds: []" in first
+    assert first.count("alert_thresholds") == 2  # the default [50, 80, 100] is left out
+
+    _empty_database()
+    config_import(data=load(first))
+    assert config_dump(config_export()) == first
+
+
+def test_importing_the_new_fields_twice_writes_nothing(writes: list[str]) -> None:
+    config_import(data=load(GOVERNED))
+    writes.clear()
+
+    report = config_import(data=load(GOVERNED))
+
+    assert not report.changed
+    assert writes == []
+
+
+def test_a_changed_policy_or_cap_alone_updates_its_row(writes: list[str]) -> None:
+    config_import(data=load(GOVERNED))
+    data = load(GOVERNED)
+    data["tenants"][0]["policy"]["max_n"] = 2
+    data["routes"][0]["default_max_tokens"] = 512
+    writes.clear()
+
+    report = config_import(data=data)
+
+    assert report.counts["tenants"][Change.UPDATED] == 1
+    assert report.counts["routes"][Change.UPDATED] == 1
+    assert sorted(writes) == ["Route", "Tenant"]
+    assert Tenant.objects.get().max_n == 2
+
+
+def test_leaving_the_new_fields_out_means_their_defaults() -> None:
+    config_import(data=load(GOVERNED))
+    data = load(GOVERNED)
+    del data["tenants"][0]["allowed_routes"]
+    del data["tenants"][0]["policy"]
+    del data["routes"][0]["default_max_tokens"]
+    del data["tenants"][0]["budgets"][0]["alert_thresholds"]
+
+    config_import(data=data)
+
+    acme = Tenant.objects.get()
+    assert acme.allowed_routes == []
+    assert all(getattr(acme, name) is None for name in UsagePolicy.POLICY_FIELDS)
+    assert Route.objects.get(name="echo").default_max_tokens is None
+    assert Budget.objects.filter(tenant=acme).order_by("id")[0].alert_thresholds == [50, 80, 100]
+
+
+def test_the_new_fields_are_validated() -> None:
+    text = """
+tenants:
+  - slug: acme
+    allowed_routes: chat
+    policy: {max_n: 0, max_depth: 40000, max_messages: "10", max_body_bytes: true, max_cats: 5}
+    budgets:
+      - {max_tokens: 5, alert_thresholds: [0, 50]}
+      - {max_tokens: 5, alert_thresholds: [101]}
+      - {max_tokens: 5, alert_thresholds: 80}
+      - {max_tokens: 5, alert_thresholds: [50.5]}
+  - slug: globex
+    allowed_routes: ["", 7]
+routes:
+  - name: r
+    default_max_tokens: 0
+    targets: [{provider: local, model: echo}]
+"""
+    with pytest.raises(ConfigError) as caught:
+        config_import(data=load(text))
+
+    message = str(caught.value)
+    for expected in [
+        "tenants[0].allowed_routes: expected a list of names, got a string",
+        "tenants[0].policy.max_n: expected a whole number from 1 to 32767, got 0",
+        "tenants[0].policy.max_depth: expected a whole number from 1 to 32767, got 40000",
+        "tenants[0].policy.max_messages: expected a whole number from 1",
+        "tenants[0].policy.max_body_bytes: expected a whole number from 1",
+        "tenants[0].policy.max_cats: unknown field",
+        "tenants[0].budgets[0].alert_thresholds: Thresholds are whole percentages from 1 to 100; not 0.",
+        "tenants[0].budgets[1].alert_thresholds: Thresholds are whole percentages from 1 to 100; not 101.",
+        "tenants[0].budgets[2].alert_thresholds: expected a list of percentages",
+        "tenants[0].budgets[3].alert_thresholds: Thresholds are whole percentages",
+        "tenants[1].allowed_routes[0]: expected a name",
+        "tenants[1].allowed_routes[1]: expected a name",
+        "routes[0].default_max_tokens: expected a whole number from 1",
+    ]:
+        assert expected in message
+    assert not Tenant.objects.exists()
+
+
+def test_allowed_routes_must_be_routes_the_tenant_can_see(globex: Tenant) -> None:
+    echo = factories.make_model(factories.make_provider())
+    factories.make_route("globex-only", echo, tenant=globex)
+    data = load(MINIMAL)
+    data["tenants"] = [{"slug": "acme", "allowed_routes": ["echo", "globex-only", "nope"]}]
+
+    with pytest.raises(ConfigError) as caught:
+        config_import(data=data)
+
+    assert (
+        "tenants[0].allowed_routes: no route named globex-only, nope for tenant 'acme' "
+        "(global or its own) in this file or the database"
+    ) in str(caught.value)
+    assert not Tenant.objects.filter(slug="acme").exists()
+
+
+def test_allowed_routes_may_name_routes_already_in_the_database(acme: Tenant) -> None:
+    echo = factories.make_model(factories.make_provider("vendor"), "big")
+    factories.make_route("acme-db", echo, tenant=acme)
+    factories.make_route("global-db", echo)
+    data = load("tenants: [{slug: acme, allowed_routes: [acme-db, global-db]}]")
+
+    config_import(data=data)
+    acme.refresh_from_db()
+    assert acme.allowed_routes == ["acme-db", "global-db"]
+
+    # A new tenant sees only the global one.
+    data = load("tenants: [{slug: initech, allowed_routes: [global-db, acme-db]}]")
+    with pytest.raises(ConfigError, match="no route named acme-db for tenant 'initech'"):
+        config_import(data=data)
+
+    # With --prune the routes the file leaves out are deleted, so they do not count.
+    data = load(MINIMAL)
+    data["tenants"] = [{"slug": "acme", "allowed_routes": ["echo", "acme-db"]}]
+    with pytest.raises(ConfigError, match="no route named acme-db for tenant 'acme'"):
+        config_import(data=data, prune=True)

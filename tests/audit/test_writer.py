@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from audit.models import AuditEvent
+from audit.writer import AuditWriter
+from tests import factories
+
+
+def row(request_id: str, **fields: object) -> dict:
+    base = {
+        "request_id": request_id,
+        "created_at": timezone.now(),
+        "tenant_id": None,
+        "tenant_slug": "",
+        "api_key_id": None,
+        "key_prefix": "",
+        "route": "echo",
+        "outcome": "success",
+        "status_code": 200,
+        "cost_usd": Decimal("0.0000012345"),
+    }
+    base.update(fields)
+    return base
+
+
+@pytest.mark.django_db
+def test_it_writes_queued_rows_in_one_batch_and_keeps_their_order():
+    writer = AuditWriter()
+    for index in range(5):
+        writer.record(row(f"req_{index}"))
+    assert writer.pending() == 5
+    writer.flush()
+    assert writer.pending() == 0
+    assert list(AuditEvent.objects.order_by("id").values_list("request_id", flat=True)) == [
+        f"req_{index}" for index in range(5)
+    ]
+    assert AuditEvent.objects.get(request_id="req_0").cost_usd == Decimal("0.0000012345")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_row_whose_tenant_was_deleted_meanwhile_is_kept_without_the_link():
+    tenant = factories.make_tenant("gone")
+    issued = factories.make_key(tenant)
+    writer = AuditWriter()
+    writer.record(row("req_ok"))
+    writer.record(
+        row(
+            "req_orphan",
+            tenant_id=tenant.id,
+            tenant_slug="gone",
+            api_key_id=issued.api_key.id,
+            key_prefix=issued.api_key.prefix,
+        )
+    )
+    tenant.delete()
+    writer.flush()
+    orphan = AuditEvent.objects.get(request_id="req_orphan")
+    assert (orphan.tenant_id, orphan.api_key_id) == (None, None)
+    assert (orphan.tenant_slug, orphan.key_prefix) == ("gone", issued.api_key.prefix)
+    assert AuditEvent.objects.filter(request_id="req_ok").exists()
+
+
+@pytest.mark.django_db
+def test_the_prompt_is_redacted_by_the_writer_with_the_rules_of_the_request():
+    from audit.models import RedactionRule
+    from audit.redaction import compile_rules
+
+    rules = compile_rules([RedactionRule(name="mail", detector="email", replacement="[EMAIL]")])
+    writer = AuditWriter()
+    writer.record(
+        row(
+            "req_pii",
+            prompt=[{"role": "user", "content": "mail me at a.b@example.com"}],
+            response="sure, a.b@example.com",
+            _redactor=rules,
+        )
+    )
+    writer.flush()
+    stored = AuditEvent.objects.get(request_id="req_pii")
+    assert stored.prompt == [{"role": "user", "content": "mail me at [EMAIL]"}]
+    assert stored.response == "sure, [EMAIL]"

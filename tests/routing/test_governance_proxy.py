@@ -1,0 +1,570 @@
+"""Rate limits, budgets and policies through the proxy, in-process (ASGI handler, real
+database, Redis or the in-process fakeredis for the counters)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import AsyncIterator
+from decimal import Decimal
+
+import orjson
+import pytest
+from asgiref.sync import sync_to_async
+from django.test import AsyncClient
+from django.utils import timezone
+
+from audit.models import AuditEvent
+from audit.writer import audit_writer
+from billing import services
+from billing.governance import governor, units_to_cost
+from billing.models import Budget, BudgetAlert
+from billing.periods import period_for
+from billing.services import RateLimitSpec, Subject, budget_create, rate_limit_create
+from providers.tokens import count_prompt_tokens
+from tests import factories
+from tests.conftest import count_queries_everywhere
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+USER = [{"role": "user", "content": "Hello there"}]
+CAP = 10  # the max_tokens most requests here send: it bounds what they reserve
+
+
+@pytest.fixture(autouse=True)
+async def _fresh_governance() -> AsyncIterator[None]:
+    """Counters live in Redis (or fakeredis), not in the test database: start from none."""
+    await governor.reset_for_tests()
+    yield
+    await governor.reset_for_tests()
+    # Budget rebuilds and alerts use the loop's default executor: let its threads (and their
+    # database connections) go now, or the test database cannot be dropped at the end.
+    await asyncio.get_running_loop().shutdown_default_executor()
+    gc.collect()
+
+
+@pytest.fixture
+def world(transactional_db):
+    """acme has two keys, globex one; the global routes `echo` and `other` use the stub."""
+    acme = factories.make_tenant("acme")
+    globex = factories.make_tenant("globex")
+    local = factories.make_provider("local", kind="stub")
+    # Prices with many decimals: every cost has ten of them, and must add up exactly.
+    echo = factories.make_model(
+        local, "echo", input_per_million="1.234567", output_per_million="2.345678"
+    )
+    return {
+        "acme": acme,
+        "globex": globex,
+        "stub": local,
+        "acme_key": factories.make_key(acme),
+        "acme_key2": factories.make_key(acme, name="second key"),
+        "globex_key": factories.make_key(globex),
+        "echo": factories.make_route("echo", echo),
+        "other": factories.make_route("other", echo),
+    }
+
+
+async def post(key: str, body: object, **headers: str):
+    headers["authorization"] = f"Bearer {key}"
+    data = body if isinstance(body, bytes) else orjson.dumps(body)
+    return await AsyncClient().post(
+        "/v1/chat/completions", data=data, content_type="application/json", headers=headers
+    )
+
+
+def chat(model: str = "echo", **extra: object) -> dict:
+    return {"model": model, "messages": USER, "max_tokens": CAP, **extra}
+
+
+async def audit_rows() -> list[AuditEvent]:
+    await sync_to_async(audit_writer.flush)()
+    return await sync_to_async(lambda: list(AuditEvent.objects.order_by("created_at", "id")))()
+
+
+async def audit_row(response) -> AuditEvent:
+    [row] = [r for r in await audit_rows() if r.request_id == response["x-request-id"]]
+    return row
+
+
+def assert_envelope(response, status: int, type_: str, code: str | None = None) -> dict:
+    assert response.status_code == status, response.content
+    error = orjson.loads(response.content)["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["type"] == type_
+    if code is not None:
+        assert error["code"] == code
+    assert response["x-request-id"].startswith("req_")
+    return error
+
+
+def prompt_tokens() -> int:
+    """What the gateway counts for USER before the call (the stub's own usage agrees)."""
+    return count_prompt_tokens(USER, "stub")
+
+
+async def budget_counter(budget: Budget) -> dict[str, int]:
+    key = f"gw:bud:{budget.id}:{period_for(budget.period, timezone.now()).key}"
+    raw = await governor._client().hgetall(key)
+    return {k.decode(): int(v) for k, v in raw.items()}
+
+
+def owner(world: dict, scope: str):  # type: ignore[no-untyped-def]
+    return {
+        "key": world["acme_key"].api_key,
+        "tenant": world["acme"],
+        "tenant-model": world["acme"],
+        "route": world["echo"],
+        "global": None,
+    }[scope]
+
+
+def add_rate_limit(world: dict, scope: str, **spec: int) -> None:
+    model_name = "echo" if scope == "tenant-model" else ""
+    rate_limit_create(
+        subject=Subject.of(owner(world, scope)),
+        spec=RateLimitSpec(model_name=model_name, **spec),
+    )
+
+
+def add_budget(world: dict, scope: str, **spec: object) -> Budget:
+    return budget_create(
+        subject=Subject.of(owner(world, scope)),
+        spec=services.BudgetSpec(**{"period": "total", **spec}),  # type: ignore[arg-type]
+    )
+
+
+# --- rate limits -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("scope", "others"),
+    [
+        # (key, route, status) for requests made after acme's key was refused on echo
+        ("key", [("acme_key2", "echo", 200), ("globex_key", "echo", 200)]),
+        ("tenant", [("acme_key2", "other", 429), ("globex_key", "echo", 200)]),
+        ("tenant-model", [("acme_key", "other", 200), ("globex_key", "echo", 200)]),
+        ("route", [("acme_key", "other", 200), ("globex_key", "echo", 429)]),
+        ("global", [("globex_key", "other", 429)]),
+    ],
+)
+async def test_an_rpm_limit_of_two_refuses_the_third_request(world, scope, others):
+    await sync_to_async(add_rate_limit)(world, scope, rpm=2)
+    key = world["acme_key"].plaintext
+
+    first, second, third = [await post(key, chat()) for _ in range(3)]
+
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert first["x-ratelimit-limit-requests"] == "2"
+    assert first["x-ratelimit-remaining-requests"] == "1"
+    assert second["x-ratelimit-remaining-requests"] == "0"
+    error = assert_envelope(third, 429, "rate_limit_error", "rate_limit_exceeded")
+    assert "2 requests per minute" in error["message"]
+    retry_ms = int(third["retry-after-ms"])
+    assert 0 < retry_ms <= 60_000
+    assert int(third["retry-after"]) == -(-retry_ms // 1000)
+    assert third["x-ratelimit-limit-requests"] == "2"
+    assert third["x-ratelimit-remaining-requests"] == "0"
+    assert third["x-ratelimit-reset-requests"] == f"{retry_ms}ms"
+    row = await audit_row(third)
+    assert (row.outcome, row.status_code, row.error_type) == (
+        "rejected",
+        429,
+        "rate_limit_exceeded",
+    )
+    assert (row.tenant_id, row.route, row.total_tokens, row.cost_usd) == (
+        world["acme"].id,
+        "echo",
+        0,
+        0,
+    )
+    for key_name, route, status in others:
+        response = await post(world[key_name].plaintext, chat(route))
+        assert response.status_code == status, (key_name, route)
+
+
+async def test_a_response_without_limits_carries_no_rate_headers(world):
+    response = await post(world["acme_key"].plaintext, chat())
+
+    assert response.status_code == 200
+    assert not [name for name in response.headers if name.startswith("x-ratelimit")]
+
+
+async def test_a_tpm_limit_refuses_a_request_whose_tokens_do_not_fit(world):
+    await sync_to_async(add_rate_limit)(world, "tenant", tpm=100)
+    key = world["acme_key"].plaintext
+    first = await post(key, chat())
+    used = orjson.loads(first.content)["usage"]["total_tokens"]
+    # The window holds what the first request really used (the estimate was corrected).
+    room = 100 - used - prompt_tokens()
+
+    refused = await post(key, chat(max_tokens=room + 1))
+    fits = await post(key, chat(max_tokens=room))
+
+    assert first["x-ratelimit-limit-tokens"] == "100"
+    assert first["x-ratelimit-remaining-tokens"] == str(100 - prompt_tokens() - CAP)
+    error = assert_envelope(refused, 429, "rate_limit_error", "rate_limit_exceeded")
+    assert "100 tokens per minute" in error["message"]
+    assert refused["x-ratelimit-limit-tokens"] == "100"
+    assert refused["x-ratelimit-remaining-tokens"] == "0"
+    assert 0 < int(refused["retry-after-ms"]) <= 60_000
+    assert int(refused["retry-after"]) >= 1
+    assert "x-should-retry" not in refused
+    assert fits.status_code == 200
+    assert fits["x-ratelimit-remaining-tokens"] == "0"
+    row = await audit_row(refused)
+    assert (row.outcome, row.status_code, row.error_type) == (
+        "rejected",
+        429,
+        "rate_limit_exceeded",
+    )
+
+
+async def test_a_request_bigger_than_the_whole_tpm_is_told_not_to_retry(world):
+    await sync_to_async(add_rate_limit)(world, "key", tpm=100)
+
+    response = await post(world["acme_key"].plaintext, chat(max_tokens=200))
+
+    assert_envelope(response, 429, "rate_limit_error", "rate_limit_exceeded")
+    assert response["x-should-retry"] == "false"
+    assert "retry-after" not in response
+    assert "retry-after-ms" not in response
+
+
+# --- budgets -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("scope", "others"),
+    [
+        ("tenant", [("acme_key2", "echo", 429), ("globex_key", "echo", 200)]),
+        ("key", [("acme_key2", "echo", 200), ("acme_key", "other", 429)]),
+        ("route", [("acme_key", "other", 200), ("globex_key", "echo", 429)]),
+    ],
+)
+async def test_an_exhausted_hard_budget_is_insufficient_quota(world, scope, others):
+    reserve = prompt_tokens() + CAP
+    # Room for two reservations: two requests' real spend plus a third reservation is not.
+    await sync_to_async(add_budget)(world, scope, max_tokens=2 * reserve)
+    key = world["acme_key"].plaintext
+
+    first, second, third = [await post(key, chat()) for _ in range(3)]
+
+    assert (first.status_code, second.status_code) == (200, 200)
+    error = assert_envelope(third, 429, "insufficient_quota", "insufficient_quota")
+    assert f"total tokens budget of this {scope}" in error["message"]
+    assert third["x-should-retry"] == "false"
+    assert "retry-after" not in third
+    row = await audit_row(third)
+    assert (row.outcome, row.status_code, row.error_type) == ("rejected", 429, "insufficient_quota")
+    for key_name, route, status in others:
+        response = await post(world[key_name].plaintext, chat(route))
+        assert response.status_code == status, (key_name, route)
+
+
+async def test_recorded_spend_is_the_audit_rows_sum_and_stays_under_a_hard_cost_budget(world):
+    budget = await sync_to_async(add_budget)(world, "tenant", max_cost_usd=Decimal("0.0001"))
+    key = world["acme_key"].plaintext
+
+    statuses = [(await post(key, chat())).status_code for _ in range(6)]
+
+    assert statuses == [200, 200, 200, 429, 429, 429]
+    rows = await audit_rows()
+    assert len(rows) == 6
+    spent_cost = sum((row.cost_usd for row in rows), Decimal(0))
+    spent_tokens = sum(row.total_tokens for row in rows)
+    assert spent_cost.as_tuple().exponent == -10  # ten decimal places, none lost
+    counter = await budget_counter(budget)
+    assert units_to_cost(counter["sc"]) == spent_cost <= budget.max_cost_usd
+    assert counter["st"] == spent_tokens
+    assert (counter["rt"], counter["rc"]) == (0, 0)
+
+    # Redis loses its counters: they are rebuilt from those audit rows, to the same total.
+    await governor.reset_for_tests()
+    response = await post(key, chat())
+    assert_envelope(response, 429, "insufficient_quota", "insufficient_quota")
+    rebuilt = await budget_counter(budget)
+    assert (units_to_cost(rebuilt["sc"]), rebuilt["st"]) == (spent_cost, spent_tokens)
+
+
+async def test_a_free_models_tokens_are_recorded_against_a_token_budget(world):
+    free = await sync_to_async(factories.make_model)(
+        world["stub"],
+        "free",
+        input_per_million="0",
+        output_per_million="0",
+    )
+    await sync_to_async(factories.make_route)("free", free)
+    budget = await sync_to_async(add_budget)(world, "tenant", max_tokens=10**6)
+
+    response = await post(world["acme_key"].plaintext, chat("free"))
+
+    assert response.status_code == 200
+    row = await audit_row(response)
+    assert row.cost_usd == 0 and row.total_tokens > 0
+    counter = await budget_counter(budget)
+    assert (counter["st"], counter["rt"]) == (row.total_tokens, 0)
+
+
+async def test_a_soft_budget_never_refuses_and_records_alerts_at_50_80_and_100_percent(
+    world, settings
+):
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    budget = await sync_to_async(add_budget)(world, "tenant", max_tokens=100, hard=False)
+    key = world["acme_key"].plaintext
+
+    responses = [await post(key, chat()) for _ in range(8)]
+
+    assert [r.status_code for r in responses] == [200] * 8
+    running, totals = 0, []
+    for response in responses:
+        running += orjson.loads(response.content)["usage"]["total_tokens"]
+        totals.append(running)
+    assert totals[-1] > 100  # past the limit, and still served
+    expected = {t: next(total for total in totals if total >= t) for t in (50, 80, 100)}
+    alerts: list[BudgetAlert] = []
+    for _ in range(100):  # recorded off the event loop, in an executor thread
+        alerts = await sync_to_async(lambda: list(BudgetAlert.objects.order_by("threshold")))()
+        if len(alerts) >= 3:
+            break
+        await asyncio.sleep(0.05)
+    assert [(a.budget_id, a.period_key, a.threshold) for a in alerts] == [
+        (budget.id, "total", 50),
+        (budget.id, "total", 80),
+        (budget.id, "total", 100),
+    ]
+    assert {a.threshold: a.spent_tokens for a in alerts} == expected
+
+
+# --- policies ----------------------------------------------------------------------------------
+
+
+def set_policy(model_object, **fields: object) -> None:  # type: ignore[no-untyped-def]
+    for name, value in fields.items():
+        setattr(model_object, name, value)
+    model_object.save()
+
+
+DEEP_USER = [{"role": "user", "content": [{"type": "text", "text": "Hello there"}]}]
+
+
+@pytest.mark.parametrize(
+    ("who", "policy", "body", "status", "type_", "code", "param"),
+    [
+        (
+            "tenant",
+            {"allowed_routes": ["other"]},
+            chat(),
+            403,
+            "permission_error",
+            "model_not_allowed",
+            None,
+        ),
+        (
+            "key",
+            {"max_body_bytes": 200},
+            chat(messages=[{"role": "user", "content": "x" * 300}]),
+            413,
+            "invalid_request_error",
+            "payload_too_large",
+            None,
+        ),
+        (
+            "key",
+            {"max_messages": 1},
+            chat(messages=USER * 2),
+            400,
+            "invalid_request_error",
+            "policy_max_messages",
+            "messages",
+        ),
+        ("key", {"max_n": 1}, chat(n=2), 400, "invalid_request_error", "policy_max_n", "n"),
+        (
+            "key",
+            {"max_output_tokens": CAP - 1},
+            chat(),
+            400,
+            "invalid_request_error",
+            "policy_max_output_tokens",
+            "max_tokens",
+        ),
+        (
+            "tenant",
+            {"max_prompt_tokens": 5},
+            chat(),
+            400,
+            "invalid_request_error",
+            "policy_max_prompt_tokens",
+            "messages",
+        ),
+        (
+            "tenant",
+            {"max_depth": 4},
+            chat(messages=DEEP_USER),
+            400,
+            "invalid_request_error",
+            "policy_max_depth",
+            None,
+        ),
+    ],
+)
+async def test_a_request_outside_the_policy_is_refused_and_audited(
+    world, who, policy, body, status, type_, code, param
+):
+    subject = world["acme"] if who == "tenant" else world["acme_key"].api_key
+    await sync_to_async(set_policy)(subject, **policy)
+
+    response = await post(world["acme_key"].plaintext, body)
+    allowed = await post(world["globex_key"].plaintext, body)
+
+    error = assert_envelope(response, status, type_, code)
+    assert error["param"] == param
+    row = await audit_row(response)
+    assert (row.outcome, row.status_code, row.error_type) == ("rejected", status, code)
+    assert (row.tenant_id, row.provider) == (world["acme"].id, "")
+    assert allowed.status_code == 200  # the policy is acme's, not everyone's
+
+
+async def test_a_keys_policy_tightens_its_tenants_and_never_loosens_it(world):
+    await sync_to_async(set_policy)(world["acme"], max_messages=3, max_n=1)
+    await sync_to_async(set_policy)(world["acme_key"].api_key, max_messages=1, max_n=5)
+    key, untightened = world["acme_key"].plaintext, world["acme_key2"].plaintext
+
+    two_messages = await post(key, chat(messages=USER * 2))
+    two_choices = await post(key, chat(n=2))
+
+    error = assert_envelope(two_messages, 400, "invalid_request_error", "policy_max_messages")
+    assert "At most 1 messages" in error["message"]
+    error = assert_envelope(two_choices, 400, "invalid_request_error", "policy_max_n")
+    assert "at most 1" in error["message"]
+    assert (await post(untightened, chat(messages=USER * 2))).status_code == 200
+    assert (await post(untightened, chat(messages=USER * 4))).status_code == 400
+
+
+# --- the output cap sent upstream --------------------------------------------------------------
+
+
+@pytest.fixture
+def gpt(world, fake_openai):
+    provider = factories.make_provider(
+        "fake-openai",
+        kind="openai",
+        base_url=fake_openai.openai_base_url,
+        timeout_s=5,
+        connect_timeout_s=1,
+    )
+    route = factories.make_route("gpt", factories.make_model(provider, "ok"), tenant=world["acme"])
+    return route
+
+
+def set_route_default(route, value: int | None) -> None:  # type: ignore[no-untyped-def]
+    route.default_max_tokens = value
+    route.save()
+
+
+async def test_a_budget_injects_an_output_cap_when_the_client_set_none(
+    world, gpt, fake_openai, settings
+):
+    settings.GATEWAY_DEFAULT_MAX_OUTPUT_TOKENS = 321
+    await sync_to_async(add_budget)(world, "tenant", max_tokens=10**9)
+    key = world["acme_key"].plaintext
+
+    uncapped = await post(key, {"model": "gpt", "messages": USER})
+    sent_uncapped = fake_openai.requests[-1].body
+    capped = await post(key, {"model": "gpt", "messages": USER, "max_tokens": 20})
+    sent_capped = fake_openai.requests[-1].body
+
+    assert (uncapped.status_code, capped.status_code) == (200, 200)
+    assert sent_uncapped["max_completion_tokens"] == 321
+    assert sent_capped["max_tokens"] == 20
+    assert "max_completion_tokens" not in sent_capped
+
+
+async def test_the_routes_default_cap_is_the_one_injected(world, gpt, fake_openai):
+    await sync_to_async(set_route_default)(gpt, 77)
+    await sync_to_async(add_budget)(world, "key", max_tokens=10**9)
+
+    response = await post(world["acme_key"].plaintext, {"model": "gpt", "messages": USER})
+
+    assert response.status_code == 200
+    assert fake_openai.requests[-1].body["max_completion_tokens"] == 77
+
+
+async def test_without_a_budget_or_a_default_nothing_is_injected(world, gpt, fake_openai):
+    response = await post(world["acme_key"].plaintext, {"model": "gpt", "messages": USER})
+
+    assert response.status_code == 200
+    sent = fake_openai.requests[-1].body
+    assert "max_completion_tokens" not in sent and "max_tokens" not in sent
+
+
+async def stream_events(response) -> list[bytes]:
+    raw = b"".join([part async for part in response.streaming_content])
+    return [line[6:] for line in raw.split(b"\n\n") if line.startswith(b"data: ")]
+
+
+async def test_a_stream_that_ignores_the_cap_is_cut_at_the_budget(world, gpt, fake_openai):
+    await sync_to_async(set_route_default)(gpt, 1)
+    await sync_to_async(add_budget)(world, "tenant", max_tokens=10**9)
+
+    response = await post(
+        world["acme_key"].plaintext, {"model": "gpt", "messages": USER, "stream": True}
+    )
+
+    assert response.status_code == 200
+    events = await stream_events(response)
+    assert fake_openai.requests[-1].body["max_completion_tokens"] == 1
+    assert b"[DONE]" not in events
+    error = orjson.loads(events[-1])["error"]
+    assert (error["type"], error["code"]) == ("insufficient_quota", "insufficient_quota")
+    text = "".join(
+        choice["delta"].get("content") or ""
+        for event in events[:-1]
+        for choice in orjson.loads(event)["choices"]
+    )
+    assert len(text) <= 1 * 4 + 16  # the cap, at about four characters a token
+    row = await audit_row(response)
+    assert (row.outcome, row.status_code) == ("rejected", 429)
+    assert row.metadata["stopped_at_budget"] is True
+
+
+async def test_a_soft_budget_never_cuts_a_stream(world, gpt, fake_openai):
+    await sync_to_async(set_route_default)(gpt, 1)
+    await sync_to_async(add_budget)(world, "tenant", max_tokens=10**9, hard=False)
+
+    response = await post(
+        world["acme_key"].plaintext, {"model": "gpt", "messages": USER, "stream": True}
+    )
+
+    events = await stream_events(response)
+    assert events[-1] == b"[DONE]"
+    assert (await audit_row(response)).outcome == "success"
+
+
+# --- the hot path ------------------------------------------------------------------------------
+
+
+async def test_a_warm_governed_request_makes_no_database_query(world):
+    def configure() -> None:
+        for scope in ("key", "tenant", "tenant-model", "route", "global"):
+            add_rate_limit(world, scope, rpm=1000, tpm=10**7)
+        for scope in ("key", "tenant", "route"):
+            add_budget(world, scope, max_tokens=10**9, max_cost_usd=Decimal(1000))
+            add_budget(world, scope, period="monthly", max_tokens=10**9, hard=False)
+
+    await sync_to_async(configure)()
+    key = world["acme_key"].plaintext
+    warm = await post(key, chat())  # builds the snapshot and each budget's counter
+    assert warm.status_code == 200
+
+    with count_queries_everywhere() as counter:
+        for _ in range(5):
+            response = await post(key, chat())
+            assert response.status_code == 200
+            assert response["x-ratelimit-limit-requests"] == "1000"
+        stream = await post(key, chat(stream=True))
+        events = await stream_events(stream)
+        assert events[-1] == b"[DONE]"
+
+    assert counter.queries == []
+    assert len(await audit_rows()) == 7

@@ -1,0 +1,164 @@
+"""Liveness, readiness and the provider circuit report (ASGI handler, real database)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+
+import orjson
+import pytest
+from asgiref.sync import async_to_sync
+from django.test import AsyncClient
+
+from gateway_project.lib import redis_client
+from providers.base import Target
+from providers.circuit import KEY_PREFIX, breaker
+from tests import factories
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def _delete_circuit_keys() -> None:
+    client = redis_client.new_client()
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{KEY_PREFIX}*")]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_circuits() -> Iterator[None]:
+    async_to_sync(_delete_circuit_keys)()
+    breaker.forget()
+    yield
+    async_to_sync(_delete_circuit_keys)()
+    breaker.forget()
+
+
+async def open_circuit(provider: str, model: str) -> None:
+    target = Target(
+        provider_id=0,
+        provider_name=provider,
+        kind="openai",
+        base_url="",
+        api_key_env="",
+        model=model,
+        input_per_million=Decimal(0),
+        output_per_million=Decimal(0),
+        circuit_failure_threshold=1,
+    )
+    await breaker.record(target, ok=False, kind="connect_error")
+
+
+async def get(path: str):
+    response = await AsyncClient().get(path)
+    return response, orjson.loads(response.content)
+
+
+@pytest.fixture
+def catalog(transactional_db):
+    """An enabled stub (`local/echo`), an enabled real one with two models, a disabled one."""
+    local = factories.make_provider("local", kind="stub")
+    factories.make_model(local, "echo")
+    openai = factories.make_provider("openai", kind="openai", base_url="https://api.openai.com")
+    factories.make_model(openai, "gpt-4o")
+    factories.make_model(openai, "gpt-4o-mini")
+    old = factories.make_provider("old", kind="openai", base_url="https://old.invalid")
+    old.enabled = False
+    old.save()
+    factories.make_model(old, "legacy")
+
+
+async def test_liveness_answers(transactional_db):
+    response, body = await get("/health")
+    assert (response.status_code, body) == (200, {"status": "ok"})
+
+
+async def test_it_lists_every_provider_target_with_its_circuit(catalog):
+    await open_circuit("openai", "gpt-4o")
+
+    response, body = await get("/health/providers")
+
+    assert response.status_code == 200
+    assert [(t["key"], t["kind"], t["enabled"]) for t in body] == [
+        ("local/echo", "stub", True),
+        ("old/legacy", "openai", False),
+        ("openai/gpt-4o", "openai", True),
+        ("openai/gpt-4o-mini", "openai", True),
+    ]
+    circuits = {t["key"]: t["circuit"] for t in body}
+    assert circuits["openai/gpt-4o"]["state"] == "open"
+    assert circuits["openai/gpt-4o"]["consecutive_failures"] == 1
+    assert circuits["openai/gpt-4o"]["next_probe_at"]
+    assert circuits["openai/gpt-4o-mini"] == {
+        "key": "openai/gpt-4o-mini",
+        "state": "closed",
+        "consecutive_failures": 0,
+        "window_failures": 0,
+        "window_attempts": 0,
+        "opened_at": None,
+        "next_probe_at": None,
+        "probe_in_flight": False,
+    }
+
+
+@pytest.fixture
+def stub_only(transactional_db):
+    factories.make_model(factories.make_provider("local", kind="stub"), "echo")
+
+
+async def test_it_is_ready_with_an_enabled_stub_target(stub_only):
+    response, body = await get("/ready")
+
+    assert response.status_code == 200, body
+    assert body["status"] == "ok"
+    assert body["checks"]["database"] is True
+    assert body["checks"]["providers"] is True
+    assert body["usable_targets"] == 1
+
+
+async def test_it_is_not_ready_without_any_provider(transactional_db):
+    response, body = await get("/ready")
+    assert response.status_code == 503
+    assert body["checks"]["providers"] is False
+
+
+async def test_it_is_not_ready_when_every_enabled_targets_circuit_is_open(catalog):
+    for provider, model in [("local", "echo"), ("openai", "gpt-4o"), ("openai", "gpt-4o-mini")]:
+        await open_circuit(provider, model)
+
+    response, body = await get("/ready")
+
+    assert response.status_code == 503
+    assert body["checks"] == {"database": True, "providers": False} | (
+        {"redis": True} if "redis" in body["checks"] else {}
+    )
+    assert body["usable_targets"] == 0  # the disabled provider's closed circuit does not count
+
+
+async def test_one_target_with_a_closed_circuit_is_enough(catalog):
+    await open_circuit("local", "echo")
+    await open_circuit("openai", "gpt-4o")
+
+    response, body = await get("/ready")
+
+    assert response.status_code == 200
+    assert body["usable_targets"] == 1
+
+
+async def test_it_is_not_ready_when_the_configured_redis_is_unreachable(catalog, settings):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+
+    response, body = await get("/ready")
+
+    assert response.status_code == 503
+    assert body["checks"]["redis"] is False
+    # The breaker lets every target through without Redis, so they all count.
+    assert body["checks"]["providers"] is True
+    assert body["usable_targets"] == 3
+
+    response, body = await get("/health/providers")
+    assert response.status_code == 200
+    assert {t["circuit"] for t in body} == {None}
