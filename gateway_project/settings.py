@@ -164,6 +164,8 @@ AUDIT_FLUSH_INTERVAL_SECONDS = envfloat("AUDIT_FLUSH_INTERVAL_SECONDS", 0.2)
 AUDIT_BATCH_SIZE = envint("AUDIT_BATCH_SIZE", 500)
 AUDIT_QUEUE_MAX = envint("AUDIT_QUEUE_MAX", 50_000)
 # In-process tests write audit rows explicitly (audit_writer.flush) on their own connection.
+# Off only for benchmarks that measure what the audit layer costs; never in production.
+AUDIT_ENABLED = envbool("AUDIT_ENABLED", True)
 AUDIT_BACKGROUND_WRITER = envbool("AUDIT_BACKGROUND_WRITER", not TESTING)
 AUDIT_RETENTION_DAYS = envint("AUDIT_RETENTION_DAYS", 0)  # 0 keeps rows forever
 AUDIT_MAX_TEXT_CHARS = envint("AUDIT_MAX_TEXT_CHARS", 100_000)
@@ -188,3 +190,16 @@ GATEWAY_MAX_JSON_DEPTH = envint("GATEWAY_MAX_JSON_DEPTH", 64)
 GATEWAY_ALERT_EMAILS = envlist("GATEWAY_ALERT_EMAILS")
 EMAIL_HOST = envstr("EMAIL_HOST", "")
 DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "gateway@localhost")
+
+# --- Brute-force protection of the admin login and the management API ----------------------
+GATEWAY_ADMIN_LOGIN_RATE = envstr("GATEWAY_ADMIN_LOGIN_RATE", "10/m")  # per client IP
+GATEWAY_ADMIN_LOGIN_USERNAME_RATE = envstr("GATEWAY_ADMIN_LOGIN_USERNAME_RATE", "20/m")
+GATEWAY_API_AUTH_RATE = envstr("GATEWAY_API_AUTH_RATE", "60/m")  # failed API auth per IP
+# Behind a reverse proxy, name the header carrying the client IP (else all share its IP).
+RATELIMIT_IP_META_KEY = envstr("RATELIMIT_IP_META_KEY", "") or None
+
+# --- Circuit breakers ------------------------------------------------------------------------
+GATEWAY_CIRCUIT_CACHE_SECONDS = envfloat("GATEWAY_CIRCUIT_CACHE_SECONDS", 0.5)
+GATEWAY_CIRCUIT_WINDOW_SECONDS = envfloat("GATEWAY_CIRCUIT_WINDOW_SECONDS", 60.0)
+GATEWAY_CIRCUIT_MIN_ATTEMPTS = envint("GATEWAY_CIRCUIT_MIN_ATTEMPTS", 20)
+GATEWAY_CIRCUIT_FAILURE_RATE = envfloat("GATEWAY_CIRCUIT_FAILURE_RATE", 0.5)

@@ -7,8 +7,8 @@ from django.urls import include, path, re_path
 
 from gateway_project import views
 from gateway_project.api import api
-from routing.admin_cache import clear_cache_view
 from gateway_project.lib.ratelimit import ratelimited_admin_login
+from routing.admin_cache import clear_cache_view
 
 admin.site.site_header = "LLM Gateway"
 admin.site.site_title = "LLM Gateway admin"
@@ -20,6 +20,7 @@ handler500 = "gateway_project.views.server_error"
 urlpatterns = [
     # Ahead of the admin's own "login/" so it takes that path: POSTs over the rates get 429.
     path("admin/login/", ratelimited_admin_login(admin.site)),
+    path("admin/cache/", admin.site.admin_view(clear_cache_view), name="cache-clear"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("gateway_project.rest_urls")),
     path("", api.urls),

@@ -68,6 +68,8 @@ class Exchange:
         return self.target.cost(self.prompt_tokens, self.completion_tokens).quantize(COST_PLACES)
 
     def record(self, *, outcome: str, status: int, error: GatewayError | None = None) -> None:
+        if not settings.AUDIT_ENABLED:
+            return
         snap, caller, chat, target = self.snapshot, self.caller, self.chat, self.target
         cost = self.cost
         metadata = dict(self.metadata)

@@ -25,6 +25,7 @@ totals, to catch an adapter that adds them up.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -40,6 +41,7 @@ CACHE_READ_TOKENS = 100
 CACHE_CREATION_TOKENS = 20
 CREATED = 1_700_000_000
 STALL_SECONDS = 30.0
+TRICKLE_SECONDS = 0.3  # between chunks of the "trickle" model: slow, but alive
 TOOL_INPUT = {"location": "Paris"}
 OPENAI_GREETING = "fake-openai says:"
 ANTHROPIC_GREETING = "fake-anthropic says:"
@@ -139,6 +141,10 @@ class FakeOpenAI(FakeServer):
             await ex.json(
                 200, {"error": {"message": "fake failure in a 200", "type": "server_error"}}
             )
+        elif model == "malformed-json":
+            await ex.start(200, [("content-type", "application/json")])
+            await ex.raw(b'{"id": "chatcmpl-fake", "choices": [{"message": oops')
+            await ex.end()
         else:
             message = {"role": "assistant", "content": content, "refusal": None}
             if calls:
@@ -216,8 +222,20 @@ class FakeOpenAI(FakeServer):
             )
             await ex.end()
             return
+        if model == "malformed-sse":
+            await ex.sse(chunk(deltas[0]))
+            await ex.raw(b"data: {this is not json\n\n")
+            await ex.end()
+            return
+        if model == "stall-midstream":
+            for delta in deltas[:2]:
+                await ex.sse(chunk(delta))
+            await ex.wait_for_disconnect(STALL_SECONDS)
+            return
         await ex.raw(b": keepalive\n\n")
         for delta in deltas:
+            if model == "trickle":
+                await asyncio.sleep(TRICKLE_SECONDS)
             await ex.sse(chunk(delta))
         await ex.sse(chunk({}, "tool_calls" if calls else "stop"))
         if include_usage:
