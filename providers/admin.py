@@ -5,6 +5,10 @@ those are keyed by name, which these forms may change. The forms run each model'
 full_clean() and save through the model, so the rules are the services' and post_save
 still invalidates the proxy's snapshot.
 
+The resilience settings (timeouts, retries, the circuit breaker's threshold and
+cool-down) are plain fields here; ProviderForm refuses the values the model would store
+but the proxy would misread (a 0 timeout means "none set", a 0 threshold means 1).
+
 Circuit states come from Redis (providers.circuit), one call per page: the change list
 reads the states of every model on the page at once.
 """
@@ -12,10 +16,14 @@ reads the states of every model on the page at once.
 from __future__ import annotations
 
 import os
+from decimal import Decimal
+from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
 from django.db import models
+from django.core.validators import MinValueValidator
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html_join
@@ -82,6 +90,29 @@ def _states_for(keys: list[str]) -> dict[str, CircuitState] | None:
         return None
 
 
+class ProviderForm(forms.ModelForm):
+    # field -> smallest sensible value. The proxy reads an optional timeout of 0 as "not
+    # set" (so the total timeout would apply) and a failure threshold of 0 as 1.
+    MINIMUMS: dict[str, Decimal | int] = {
+        "first_byte_timeout_s": Decimal("0.001"),
+        "stream_idle_timeout_s": Decimal("0.001"),
+        "circuit_failure_threshold": 1,
+    }
+
+    class Meta:
+        model = Provider
+        fields = "__all__"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name, minimum in self.MINIMUMS.items():
+            field = self.fields.get(name)
+            if isinstance(field, forms.DecimalField | forms.IntegerField):
+                field.min_value = minimum
+                field.validators.append(MinValueValidator(minimum))
+                field.widget.attrs["min"] = minimum
+
+
 class ProviderModelInline(admin.TabularInline):
     model = ProviderModel
     fields = ("name", "input_per_million", "output_per_million", "context_window")
@@ -91,6 +122,7 @@ class ProviderModelInline(admin.TabularInline):
 
 @admin.register(Provider)
 class ProviderAdmin(admin.ModelAdmin):
+    form = ProviderForm
     list_display = (
         "name",
         "kind",
@@ -118,6 +150,19 @@ class ProviderAdmin(admin.ModelAdmin):
                     "connect_timeout_s",
                     "timeout_s",
                 )
+            },
+        ),
+        (
+            "Resilience",
+            {
+                "fields": (
+                    ("first_byte_timeout_s", "stream_idle_timeout_s"),
+                    "max_retries",
+                    ("circuit_failure_threshold", "circuit_cooldown_s"),
+                ),
+                "description": "Timeouts are in seconds; leave the first-byte and stream-idle "
+                "ones empty to use the total timeout. Retries stay on this provider before the "
+                "route moves to its next target.",
             },
         ),
         ("Circuit breakers", {"fields": ("circuits",)}),

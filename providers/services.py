@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from gateway_project.lib.upsert import Upserted, upsert
 from providers.models import Provider, ProviderModel
 
+
+def _default(name: str) -> Any:
+    return Provider._meta.get_field(name).get_default()
+
+
 DEFAULT_TIMEOUT_S = Decimal("60")
 DEFAULT_CONNECT_TIMEOUT_S = Decimal("5")
+DEFAULT_MAX_RETRIES: int = _default("max_retries")
+DEFAULT_CIRCUIT_FAILURE_THRESHOLD: int = _default("circuit_failure_threshold")
+DEFAULT_CIRCUIT_COOLDOWN_S: int = _default("circuit_cooldown_s")
 
 
 def _decimal(value: Decimal | int, field: str) -> Decimal:
@@ -16,6 +25,10 @@ def _decimal(value: Decimal | int, field: str) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, Decimal | int):
         raise TypeError(f"{field} must be a Decimal, not {type(value).__name__}.")
     return Decimal(value)
+
+
+def _optional_decimal(value: Decimal | int | None, field: str) -> Decimal | None:
+    return None if value is None else _decimal(value, field)
 
 
 def provider_upsert(
@@ -27,10 +40,18 @@ def provider_upsert(
     api_version: str = "",
     timeout_s: Decimal | int = DEFAULT_TIMEOUT_S,
     connect_timeout_s: Decimal | int = DEFAULT_CONNECT_TIMEOUT_S,
+    first_byte_timeout_s: Decimal | int | None = None,
+    stream_idle_timeout_s: Decimal | int | None = None,
+    max_retries: int = DEFAULT_MAX_RETRIES,
+    circuit_failure_threshold: int = DEFAULT_CIRCUIT_FAILURE_THRESHOLD,
+    circuit_cooldown_s: int = DEFAULT_CIRCUIT_COOLDOWN_S,
     stub_delay_ms: int = 0,
     enabled: bool = True,
 ) -> Upserted[Provider]:
-    """Create the provider `name` or bring every other field to the values given."""
+    """Create the provider `name` or bring every other field to the values given.
+
+    The first-byte and stream-idle timeouts are None for "the total timeout".
+    """
     return upsert(
         Provider,
         lookup={"name": name},
@@ -41,6 +62,13 @@ def provider_upsert(
             "api_version": api_version,
             "timeout_s": _decimal(timeout_s, "timeout_s"),
             "connect_timeout_s": _decimal(connect_timeout_s, "connect_timeout_s"),
+            "first_byte_timeout_s": _optional_decimal(first_byte_timeout_s, "first_byte_timeout_s"),
+            "stream_idle_timeout_s": _optional_decimal(
+                stream_idle_timeout_s, "stream_idle_timeout_s"
+            ),
+            "max_retries": max_retries,
+            "circuit_failure_threshold": circuit_failure_threshold,
+            "circuit_cooldown_s": circuit_cooldown_s,
             "stub_delay_ms": stub_delay_ms,
             "enabled": enabled,
         },

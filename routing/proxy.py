@@ -449,6 +449,8 @@ async def _relay(
         yield b"data: [DONE]\n\n"
         outcome, status = "success", 200
     except UpstreamStreamError as exc:
+        if exchange.target is not None:
+            await circuit_breaker.record(exchange.target, ok=False, kind=exc.kind)
         failure = errors.upstream_failed(f"The upstream stream failed: {exc.message}")
         failure.code = exc.kind
         outcome, status = "upstream_error", 502

@@ -23,7 +23,6 @@ from django.urls import URLPattern, path, reverse
 from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html
 
-from gateway_project.lib.upsert import update_fields
 from routing.models import Route
 from tenants.models import ApiKey, Tenant, UsagePolicy
 from tenants.selectors import api_key_status_q
@@ -51,6 +50,11 @@ def adopt(obj: Model, saved: Model) -> None:
     obj.pk = saved.pk
     obj.refresh_from_db()
     obj._state.adding = False
+
+
+def _policy_of(obj: UsagePolicy) -> dict[str, Any]:
+    """The form's policy, as the keyword arguments `tenant_create` and `api_key_issue` take."""
+    return {name: getattr(obj, name) for name in UsagePolicy.POLICY_FIELDS}
 
 
 _POLICY_FIELDSET = (
@@ -203,11 +207,13 @@ class TenantAdmin(admin.ModelAdmin):
             super().save_model(request, obj, form, change)
             return
         created = tenant_create(
-            slug=obj.slug, name=obj.name, status=obj.status, metadata=obj.metadata
+            slug=obj.slug,
+            name=obj.name,
+            status=obj.status,
+            metadata=obj.metadata,
+            allowed_routes=list(obj.allowed_routes or []),
+            **_policy_of(obj),
         )
-        # tenant_create takes no policy: the form's, if any, is a second save (a no-op
-        # when every field is empty).
-        update_fields(created, {name: getattr(obj, name) for name in UsagePolicy.POLICY_FIELDS})
         adopt(obj, created)
 
     def _set_status(self, request: HttpRequest, queryset: QuerySet[Tenant], status: str) -> int:
@@ -362,15 +368,13 @@ class ApiKeyAdmin(admin.ModelAdmin):
         if change:
             super().save_model(request, obj, form, change)
             return
-        policy = {name: getattr(obj, name) for name in UsagePolicy.POLICY_FIELDS}
         issued = api_key_issue(
             tenant=obj.tenant,
             name=obj.name,
             allowed_routes=list(obj.allowed_routes or []),
             expires_at=obj.expires_at,
+            **_policy_of(obj),
         )
-        # api_key_issue takes no policy: set the form's with a second save (none if empty).
-        update_fields(issued.api_key, policy)
         adopt(obj, issued.api_key)
         # Lives on this request only: response_add shows it and the request is discarded.
         request._issued_key = issued  # type: ignore[attr-defined]

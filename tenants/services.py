@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,9 +24,35 @@ class IssuedKey:
 
 
 def tenant_create(
-    *, slug: str, name: str, status: str = Tenant.Status.ACTIVE, metadata: dict | None = None
+    *,
+    slug: str,
+    name: str,
+    status: str = Tenant.Status.ACTIVE,
+    metadata: dict[str, Any] | None = None,
+    allowed_routes: Sequence[str] = (),
+    max_prompt_tokens: int | None = None,
+    max_output_tokens: int | None = None,
+    max_n: int | None = None,
+    max_body_bytes: int | None = None,
+    max_messages: int | None = None,
+    max_depth: int | None = None,
 ) -> Tenant:
-    return Tenant.objects.create(slug=slug, name=name, status=status, metadata=metadata or {})
+    """Create a tenant. The policy fields are its keys' request limits (None: no limit);
+    `allowed_routes` (empty: every route it can see) is checked by the caller with
+    `api_key_routes_validate`, which needs the tenant to exist for its own routes."""
+    return Tenant.objects.create(
+        slug=slug,
+        name=name,
+        status=status,
+        metadata=metadata or {},
+        allowed_routes=list(allowed_routes),
+        max_prompt_tokens=max_prompt_tokens,
+        max_output_tokens=max_output_tokens,
+        max_n=max_n,
+        max_body_bytes=max_body_bytes,
+        max_messages=max_messages,
+        max_depth=max_depth,
+    )
 
 
 def tenant_upsert(
@@ -35,16 +61,35 @@ def tenant_upsert(
     name: str,
     status: str = Tenant.Status.ACTIVE,
     metadata: dict[str, Any] | None = None,
+    allowed_routes: Sequence[str] = (),
+    max_prompt_tokens: int | None = None,
+    max_output_tokens: int | None = None,
+    max_n: int | None = None,
+    max_body_bytes: int | None = None,
+    max_messages: int | None = None,
+    max_depth: int | None = None,
 ) -> Upserted[Tenant]:
     """Create the tenant `slug` or bring its other fields to these values.
 
     Saved only when something differs, so an unchanged tenant sends no post_save and
-    leaves the proxy's config snapshot alone.
+    leaves the proxy's config snapshot alone. A policy field left out means no limit,
+    not "keep the current one".
     """
     return upsert(
         Tenant,
         lookup={"slug": slug},
-        values={"name": name, "status": status, "metadata": metadata or {}},
+        values={
+            "name": name,
+            "status": status,
+            "metadata": metadata or {},
+            "allowed_routes": list(allowed_routes),
+            "max_prompt_tokens": max_prompt_tokens,
+            "max_output_tokens": max_output_tokens,
+            "max_n": max_n,
+            "max_body_bytes": max_body_bytes,
+            "max_messages": max_messages,
+            "max_depth": max_depth,
+        },
     )
 
 
@@ -93,17 +138,30 @@ def api_key_issue(
     *,
     tenant: Tenant,
     name: str,
-    allowed_routes: list[str] | None = None,
+    allowed_routes: Sequence[str] | None = None,
     expires_at: datetime | None = None,
+    max_prompt_tokens: int | None = None,
+    max_output_tokens: int | None = None,
+    max_n: int | None = None,
+    max_body_bytes: int | None = None,
+    max_messages: int | None = None,
+    max_depth: int | None = None,
 ) -> IssuedKey:
+    """Issue a key; the policy fields may only tighten the tenant's (the smaller applies)."""
     plaintext = generate_key()
     api_key = ApiKey.objects.create(
         tenant=tenant,
         name=name,
         prefix=key_prefix(plaintext),
         key_hash=hash_key(plaintext),
-        allowed_routes=allowed_routes or [],
+        allowed_routes=list(allowed_routes or []),
         expires_at=expires_at,
+        max_prompt_tokens=max_prompt_tokens,
+        max_output_tokens=max_output_tokens,
+        max_n=max_n,
+        max_body_bytes=max_body_bytes,
+        max_messages=max_messages,
+        max_depth=max_depth,
     )
     return IssuedKey(api_key=api_key, plaintext=plaintext)
 

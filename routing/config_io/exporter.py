@@ -21,10 +21,17 @@ from billing.models import Budget, RateLimit, Scope, default_thresholds
 from billing.selectors import budget_list, rate_limit_list
 from providers.models import Provider
 from providers.selectors import provider_list
-from providers.services import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_TIMEOUT_S
+from providers.services import (
+    DEFAULT_CIRCUIT_COOLDOWN_S,
+    DEFAULT_CIRCUIT_FAILURE_THRESHOLD,
+    DEFAULT_CONNECT_TIMEOUT_S,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT_S,
+)
 from routing.config_io.schema import VERSION
 from routing.models import Route
 from routing.selectors import route_list
+from routing.services import DEFAULT_SEMANTIC_THRESHOLD
 from tenants.models import Tenant, UsagePolicy
 from tenants.selectors import tenant_list
 
@@ -38,6 +45,11 @@ def money_text(value: Decimal) -> str:
 def _seconds(value: Decimal) -> int | str:
     value = value.normalize()
     return int(value) if value == value.to_integral_value() else format(value, "f")
+
+
+def decimal_text(value: Decimal) -> str:
+    """0.950 -> "0.95", 1.000 -> "1": the shortest exact text, quoted like money."""
+    return format(value.normalize(), "f")
 
 
 def _rate_limits(limits: list[RateLimit]) -> dict[str, Any] | list[dict[str, Any]]:
@@ -111,6 +123,16 @@ def _provider(provider: Provider) -> dict[str, Any]:
         entry["timeout_s"] = _seconds(provider.timeout_s)
     if provider.connect_timeout_s != DEFAULT_CONNECT_TIMEOUT_S:
         entry["connect_timeout_s"] = _seconds(provider.connect_timeout_s)
+    if provider.first_byte_timeout_s is not None:
+        entry["first_byte_timeout_s"] = _seconds(provider.first_byte_timeout_s)
+    if provider.stream_idle_timeout_s is not None:
+        entry["stream_idle_timeout_s"] = _seconds(provider.stream_idle_timeout_s)
+    if provider.max_retries != DEFAULT_MAX_RETRIES:
+        entry["max_retries"] = provider.max_retries
+    if provider.circuit_failure_threshold != DEFAULT_CIRCUIT_FAILURE_THRESHOLD:
+        entry["circuit_failure_threshold"] = provider.circuit_failure_threshold
+    if provider.circuit_cooldown_s != DEFAULT_CIRCUIT_COOLDOWN_S:
+        entry["circuit_cooldown_s"] = provider.circuit_cooldown_s
     if provider.stub_delay_ms:
         entry["stub_delay_ms"] = provider.stub_delay_ms
     if not provider.enabled:
@@ -159,6 +181,14 @@ def _route(route: Route, limits: _Limits) -> dict[str, Any]:
         entry["description"] = route.description
     if route.default_max_tokens is not None:
         entry["default_max_tokens"] = route.default_max_tokens
+    if route.cache_ttl_seconds:
+        entry["cache_ttl_seconds"] = route.cache_ttl_seconds
+    if route.semantic_cache:
+        entry["semantic_cache"] = True
+    if route.semantic_threshold != DEFAULT_SEMANTIC_THRESHOLD:
+        entry["semantic_threshold"] = decimal_text(route.semantic_threshold)
+    if route.hedge_after_ms is not None:
+        entry["hedge_after_ms"] = route.hedge_after_ms
     if not route.enabled:
         entry["enabled"] = False
     targets = []

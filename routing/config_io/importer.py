@@ -32,7 +32,7 @@ from audit.models import RedactionRule
 from audit.services import redaction_rule_delete, redaction_rule_upsert
 from billing.models import Scope
 from billing.services import Subject, budgets_replace, rate_limits_replace
-from gateway_project.lib.upsert import Change, SyncResult, Upserted, update_fields
+from gateway_project.lib.upsert import Change, SyncResult
 from providers.models import ProviderModel
 from providers.selectors import provider_models_by_name
 from providers.services import provider_model_upsert, provider_upsert
@@ -96,15 +96,6 @@ def _messages(exc: ValidationError) -> list[str]:
     if hasattr(exc, "error_dict"):
         return [f"{name}: {' '.join(errors)}" for name, errors in exc.message_dict.items()]
     return list(exc.messages)
-
-
-def _also_set(result: Upserted[Any], values: dict[str, Any]) -> Change:
-    """Bring fields the upsert service does not take to `values` (saving only if one
-    differs); the row counts as updated if either step changed it."""
-    extra = update_fields(result.instance, values).change
-    if result.change == Change.UNCHANGED and extra == Change.UPDATED:
-        return Change.UPDATED
-    return result.change
 
 
 class _Importer:
@@ -201,6 +192,11 @@ class _Importer:
                     api_version=conf.api_version,
                     timeout_s=conf.timeout_s,
                     connect_timeout_s=conf.connect_timeout_s,
+                    first_byte_timeout_s=conf.first_byte_timeout_s,
+                    stream_idle_timeout_s=conf.stream_idle_timeout_s,
+                    max_retries=conf.max_retries,
+                    circuit_failure_threshold=conf.circuit_failure_threshold,
+                    circuit_cooldown_s=conf.circuit_cooldown_s,
                     stub_delay_ms=conf.stub_delay_ms,
                     enabled=conf.enabled,
                 )
@@ -220,12 +216,14 @@ class _Importer:
         for conf in self.config.tenants:
             with self.at(conf.path):
                 result = tenant_upsert(
-                    slug=conf.slug, name=conf.name, status=conf.status, metadata=conf.metadata
+                    slug=conf.slug,
+                    name=conf.name,
+                    status=conf.status,
+                    metadata=conf.metadata,
+                    allowed_routes=conf.allowed_routes,
+                    **conf.policy,
                 )
-                change = _also_set(
-                    result, {"allowed_routes": list(conf.allowed_routes), **conf.policy}
-                )
-            self.report.add("tenants", change)
+            self.report.add("tenants", result.change)
             self.apply_limits(Subject.of(result.instance), conf.limits, conf.path)
         return tenants_by_slug(slugs={route.tenant for route in self.config.routes if route.tenant})
 
@@ -247,11 +245,15 @@ class _Importer:
                     tenant=tenants[conf.tenant] if conf.tenant else None,
                     strategy=conf.strategy,
                     description=conf.description,
+                    default_max_tokens=conf.default_max_tokens,
+                    cache_ttl_seconds=conf.cache_ttl_seconds,
+                    semantic_cache=conf.semantic_cache,
+                    semantic_threshold=conf.semantic_threshold,
+                    hedge_after_ms=conf.hedge_after_ms,
                     enabled=conf.enabled,
                     targets=targets,
                 )
-                change = _also_set(result, {"default_max_tokens": conf.default_max_tokens})
-            self.report.add("routes", change)
+            self.report.add("routes", result.change)
             kept.add(result.instance.pk)
             self.apply_limits(Subject.of(result.instance), conf.limits, conf.path)
         return kept

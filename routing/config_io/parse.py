@@ -21,7 +21,13 @@ from audit.detectors import BUILT_IN
 from audit.models import RedactionRule
 from audit.redaction import REGEX_DETECTOR, compile_pattern
 from providers.models import Provider
-from providers.services import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_TIMEOUT_S
+from providers.services import (
+    DEFAULT_CIRCUIT_COOLDOWN_S,
+    DEFAULT_CIRCUIT_FAILURE_THRESHOLD,
+    DEFAULT_CONNECT_TIMEOUT_S,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT_S,
+)
 from routing.config_io.reader import SECRET_NAME, Reader, join
 from routing.config_io.schema import (
     VERSION,
@@ -35,6 +41,7 @@ from routing.config_io.schema import (
     TenantConf,
 )
 from routing.models import Route
+from routing.services import DEFAULT_SEMANTIC_THRESHOLD
 from tenants.models import Tenant, UsagePolicy
 
 _SLUG = re.compile(r"^[-a-zA-Z0-9_]+$")
@@ -45,23 +52,28 @@ ZERO = Decimal(0)
 TOP_LEVEL = ("version", "providers", "tenants", "routes", "redaction_rules", "rate_limits")
 PROVIDER_FIELDS = (
     "name", "kind", "base_url", "api_key_env", "api_version", "timeout_s",
-    "connect_timeout_s", "stub_delay_ms", "enabled", "models",
+    "connect_timeout_s", "first_byte_timeout_s", "stream_idle_timeout_s", "max_retries",
+    "circuit_failure_threshold", "circuit_cooldown_s", "stub_delay_ms", "enabled", "models",
 )  # fmt: skip
 MODEL_FIELDS = ("name", "input_per_million", "output_per_million", "context_window")
 TENANT_FIELDS = (
     "slug", "name", "status", "metadata", "allowed_routes", "policy", "rate_limits", "budgets",
 )  # fmt: skip
 ROUTE_FIELDS = (
-    "name", "tenant", "strategy", "description", "default_max_tokens", "enabled", "targets",
+    "name", "tenant", "strategy", "description", "default_max_tokens", "cache_ttl_seconds",
+    "semantic_cache", "semantic_threshold", "hedge_after_ms", "enabled", "targets",
     "rate_limits", "budgets",
 )  # fmt: skip
 POLICY_FIELDS = UsagePolicy.POLICY_FIELDS
 _SMALL_INT_MAX = 32767  # max_n and max_depth are small-integer columns
 
 
+_INT_MAX = 2**31 - 1
+
+
 def _column_max(model: type[Model], name: str) -> int:
     small = isinstance(model._meta.get_field(name), PositiveSmallIntegerField)
-    return _SMALL_INT_MAX if small else 2**31 - 1
+    return _SMALL_INT_MAX if small else _INT_MAX
 
 
 def _policy(r: Reader, value: Any, path: str) -> dict[str, int | None]:
@@ -107,6 +119,19 @@ def _provider(r: Reader, value: Any, path: str) -> ProviderConf:
         timeout_s=r.seconds(m, "timeout_s", path, default=DEFAULT_TIMEOUT_S),
         connect_timeout_s=r.seconds(
             m, "connect_timeout_s", path, default=DEFAULT_CONNECT_TIMEOUT_S
+        ),
+        first_byte_timeout_s=r.optional_seconds(m, "first_byte_timeout_s", path),
+        stream_idle_timeout_s=r.optional_seconds(m, "stream_idle_timeout_s", path),
+        max_retries=r.count(
+            m, "max_retries", path, default=DEFAULT_MAX_RETRIES, maximum=_SMALL_INT_MAX
+        ),
+        # 0 would open the circuit before any failure; the breaker would read it as 1.
+        circuit_failure_threshold=r.positive(
+            m, "circuit_failure_threshold", path, maximum=_SMALL_INT_MAX
+        )
+        or DEFAULT_CIRCUIT_FAILURE_THRESHOLD,
+        circuit_cooldown_s=r.count(
+            m, "circuit_cooldown_s", path, default=DEFAULT_CIRCUIT_COOLDOWN_S, maximum=_INT_MAX
         ),
         stub_delay_ms=r.count(m, "stub_delay_ms", path, default=0),
         enabled=r.boolean(m, "enabled", path, default=True),
@@ -163,12 +188,19 @@ def _route(r: Reader, value: Any, path: str) -> RouteConf:
             m, "strategy", path, default=Route.Strategy.FALLBACK, choices=Route.Strategy
         ),
         description=r.text(m, "description", path),
-        enabled=r.boolean(m, "enabled", path, default=True),
-        targets=tuple(targets),
-        limits=r.limits(m, path, per_model=False),
         default_max_tokens=r.positive(
             m, "default_max_tokens", path, maximum=_column_max(Route, "default_max_tokens")
         ),
+        cache_ttl_seconds=r.count(m, "cache_ttl_seconds", path, default=0, maximum=_INT_MAX),
+        semantic_cache=r.boolean(m, "semantic_cache", path, default=False),
+        semantic_threshold=r.similarity(
+            m, "semantic_threshold", path, default=DEFAULT_SEMANTIC_THRESHOLD
+        ),
+        # 0 would send every request to two targets at once: leave it out for no hedging.
+        hedge_after_ms=r.positive(m, "hedge_after_ms", path, maximum=_INT_MAX),
+        enabled=r.boolean(m, "enabled", path, default=True),
+        targets=tuple(targets),
+        limits=r.limits(m, path, per_model=False),
     )
 
 

@@ -4,7 +4,8 @@ what is wrong with it under its path, so a single pass reports every problem.
 Money is Decimal end to end. A YAML float (`input_per_million: 0.15`, unquoted) is
 refused rather than converted: the float has already lost the exact value by the time
 we see it, and a price silently off by a rounding step is worse than an error asking
-for quotes. Timeouts are not money, so floats are accepted there.
+for quotes. Timeouts and the semantic-cache similarity are not money, so floats are
+accepted there (they are read through their shortest text, `0.95` as "0.95").
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from audit.detectors import contains_api_key
 from billing.models import Budget, default_thresholds
 from billing.services import BudgetSpec, RateLimitSpec, budget_thresholds_validate
 from routing.config_io.schema import Issue, Limits
+from routing.services import route_semantic_threshold_validate
 
 MONEY_PLACES = 6  # decimal_places of every price and budget column
+SECONDS_PLACES = 3  # decimal_places of the provider timeout columns
 SECRET_NAME = re.compile(r"(?i)(secret|token|passw|credential|authorization|api_?key(?!_env))")
 
 
@@ -104,13 +107,24 @@ class Reader:
         return value
 
     def integer(
-        self, m: dict[str, Any], key: str, path: str, *, default: int | None = None
+        self,
+        m: dict[str, Any],
+        key: str,
+        path: str,
+        *,
+        default: int | None = None,
+        maximum: int | None = None,
     ) -> int | None:
         value = m.get(key)
         if value is None:
             return default
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             self.fail(join(path, key), f"expected a whole number >= 0, got {value!r}")
+            return default
+        if maximum is not None and value > maximum:
+            self.fail(
+                join(path, key), f"expected a whole number from 0 to {maximum}, got {value!r}"
+            )
             return default
         return value
 
@@ -146,8 +160,10 @@ class Reader:
                 names.append(item.strip())
         return tuple(dict.fromkeys(names))
 
-    def count(self, m: dict[str, Any], key: str, path: str, *, default: int) -> int:
-        value = self.integer(m, key, path)
+    def count(
+        self, m: dict[str, Any], key: str, path: str, *, default: int, maximum: int | None = None
+    ) -> int:
+        value = self.integer(m, key, path, maximum=maximum)
         return default if value is None else value
 
     def boolean(self, m: dict[str, Any], key: str, path: str, *, default: bool) -> bool:
@@ -184,19 +200,49 @@ class Reader:
         return amount
 
     def seconds(self, m: dict[str, Any], key: str, path: str, *, default: Decimal) -> Decimal:
+        value = self.optional_seconds(m, key, path)
+        return default if value is None else value
+
+    def optional_seconds(self, m: dict[str, Any], key: str, path: str) -> Decimal | None:
+        """A number of seconds above 0, to the millisecond; absent or null gives None."""
+        value = m.get(key)
+        if value is None:
+            return None
+        seconds = self._number(value)
+        if seconds is None or seconds <= 0:
+            self.fail(join(path, key), f"expected a number of seconds > 0, got {value!r}")
+            return None
+        seconds = seconds.normalize()  # "1.5000" is 1.5, which the column can hold
+        if -int(seconds.as_tuple().exponent) > SECONDS_PLACES:
+            self.fail(join(path, key), f"{value!r} has more than {SECONDS_PLACES} decimal places")
+            return None
+        return seconds
+
+    def similarity(self, m: dict[str, Any], key: str, path: str, *, default: Decimal) -> Decimal:
+        """The semantic cache's threshold: above 0, at most 1, at most three places."""
         value = m.get(key)
         if value is None:
             return default
-        try:
-            if isinstance(value, bool):
-                raise InvalidOperation
-            seconds = Decimal(str(value))
-        except InvalidOperation:
-            seconds = Decimal(-1)
-        if not seconds.is_finite() or seconds <= 0:
-            self.fail(join(path, key), f"expected a number of seconds > 0, got {value!r}")
+        number = self._number(value)
+        if number is None:
+            self.fail(join(path, key), f'expected a decimal string like "0.95", got {value!r}')
             return default
-        return seconds
+        try:
+            return route_semantic_threshold_validate(value=number)
+        except ValidationError as exc:
+            self.fail(join(path, key), exc.messages[0])
+            return default
+
+    @staticmethod
+    def _number(value: Any) -> Decimal | None:
+        """A finite Decimal from a YAML number or numeric string, else None."""
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            return None
+        try:
+            number = Decimal(str(value).strip())
+        except InvalidOperation:
+            return None
+        return number if number.is_finite() else None
 
     # --- limits ---------------------------------------------------------------------------
     def limits(self, m: dict[str, Any], path: str, *, per_model: bool) -> Limits:

@@ -60,6 +60,11 @@ class ProviderConf:
     api_version: str
     timeout_s: Decimal
     connect_timeout_s: Decimal
+    first_byte_timeout_s: Decimal | None  # None: the total timeout
+    stream_idle_timeout_s: Decimal | None
+    max_retries: int
+    circuit_failure_threshold: int
+    circuit_cooldown_s: int
     stub_delay_ms: int
     enabled: bool
     models: tuple[ModelConf, ...]
@@ -93,10 +98,14 @@ class RouteConf:
     tenant: str | None
     strategy: str
     description: str
+    default_max_tokens: int | None
+    cache_ttl_seconds: int
+    semantic_cache: bool
+    semantic_threshold: Decimal
+    hedge_after_ms: int | None  # None: no hedging
     enabled: bool
     targets: tuple[TargetConf, ...]
     limits: Limits
-    default_max_tokens: int | None = None
 
 
 @dataclass(frozen=True)

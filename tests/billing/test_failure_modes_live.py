@@ -4,7 +4,6 @@ gateway process and a real Redis server that the test starts and kills."""
 from __future__ import annotations
 
 import shutil
-import subprocess
 import time
 from decimal import Decimal
 
@@ -15,52 +14,13 @@ import redis
 from audit.models import AuditEvent
 from billing.models import Budget, RateLimit
 from tests import factories
-from tests.live import GatewayProcess, free_port
+from tests.live import GatewayProcess, RedisServer
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server"),
 ]
 HELLO = [{"role": "user", "content": "hello there, how are you today?"}]
-
-
-class RedisServer:
-    """A throwaway redis-server on its own port, so the test may kill it."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> RedisServer:
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis.from_url(self.url)
-        for _ in range(100):
-            try:
-                client.ping()
-                return self
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
 
 
 @pytest.fixture
