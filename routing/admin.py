@@ -3,23 +3,75 @@
 Saved by ModelAdmin and its inline formset, not route_upsert: that is keyed by (tenant,
 name), which this form may change, and the formset already adds, edits and deletes
 targets row by row. Both run full_clean() and save through the model, so post_save
-invalidates the proxy's snapshot either way.
+invalidates the proxy's snapshot either way. RouteForm applies the one rule the model
+lacks, the semantic threshold's range, through the same validator route_upsert uses.
+
+The change list offers the `clear_route_cache` action and links to the response cache's
+page (statistics, and clearing it for one tenant or all): both live in admin_cache.
 """
 
 from __future__ import annotations
 
+from decimal import Decimal
+import functools
 from typing import Any
 
+from django import forms
 from django.contrib import admin
 from django.contrib.admin.options import InlineModelAdmin
+from django.core.validators import MinValueValidator
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template import engines
+from django.template.backends.base import BaseEngine
+from django.urls import reverse
 from django.utils.text import Truncator
 
+from routing.admin_cache import PERMISSION as CACHE_PERMISSION
+from routing.admin_cache import clear_route_cache
 from routing.models import Route, RouteTarget
 from routing.selectors import route_list
+from routing.services import route_semantic_threshold_validate
 
 _SUMMARY_CHARS = 80
+
+# The stock change list plus one object-tools link; a string rather than a file under
+# templates/ because it is this small and only ever used here.
+_CHANGE_LIST = """{% extends "admin/change_list.html" %}
+{% block object-tools-items %}
+  {% if cache_url %}<li><a href="{{ cache_url }}" class="viewlink">Response cache</a></li>{% endif %}
+  {{ block.super }}
+{% endblock %}
+"""
+
+
+@functools.cache
+def _change_list_template() -> Any:
+    # Compiled on first use, not at import: the admin is imported while apps load.
+    engine: BaseEngine = engines["django"]
+    return engine.from_string(_CHANGE_LIST)
+
+
+class RouteForm(forms.ModelForm):
+    class Meta:
+        model = Route
+        fields = "__all__"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        threshold = self.fields.get("semantic_threshold")
+        if threshold is not None:
+            threshold.widget.attrs.update(min="0.001", max="1")
+        hedge = self.fields.get("hedge_after_ms")
+        if isinstance(hedge, forms.IntegerField):
+            # 0 would send every request to two targets at once; empty means no hedging.
+            hedge.min_value = 1
+            hedge.validators.append(MinValueValidator(1))
+            hedge.widget.attrs["min"] = 1
+
+    def clean_semantic_threshold(self) -> Decimal | None:
+        value = self.cleaned_data.get("semantic_threshold")
+        return None if value is None else route_semantic_threshold_validate(value=value)
 
 
 class RouteTargetInline(admin.TabularInline):
@@ -58,15 +110,44 @@ class RouteAdmin(admin.ModelAdmin):
     list_select_related = ("tenant",)
     search_fields = ("name", "tenant__slug")
     autocomplete_fields = ("tenant",)
-    fields = (
-        "name", "tenant", "strategy", "description", "default_max_tokens", "enabled", "updated_at",
-    )  # fmt: skip
+    form = RouteForm
+    fieldsets = (
+        (None, {"fields": ("name", "tenant", "strategy", "description", "default_max_tokens")}),
+        (
+            "Caching and hedging",
+            {
+                "fields": (
+                    "cache_ttl_seconds",
+                    ("semantic_cache", "semantic_threshold"),
+                    "hedge_after_ms",
+                ),
+                "description": "A TTL of 0 turns the response cache off for this route. The "
+                "semantic cache also answers prompts at least this similar (above 0, at most "
+                "1) to a cached one. Leave the hedge delay empty for no hedging.",
+            },
+        ),
+        (None, {"fields": ("enabled", "updated_at")}),
+    )
     readonly_fields = ("updated_at",)
     inlines = (RouteTargetInline,)
+    actions = (clear_route_cache,)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Route]:
         # The target summary reads every route's targets: route_list prefetches them.
         return route_list()
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        context = dict(extra_context or {})
+        if request.user.has_perm(CACHE_PERMISSION):  # what the cache page itself demands
+            context["cache_url"] = reverse("cache-clear")
+        return super().changelist_view(request, context)
+
+    @property  # type: ignore[override]
+    def change_list_template(self) -> Any:
+        # TemplateResponse takes a compiled template as well as a name.
+        return _change_list_template()
 
     def get_formset_kwargs(
         self, request: HttpRequest, obj: Route, inline: InlineModelAdmin, prefix: str
