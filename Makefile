@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 WORKERS ?= 2
 STAMP := $(VENV)/.installed
+# The test suite also needs the semantic cache's local embedding model (torch, CPU).
+TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: run serve migrate test lint format bench worker beat clean
 
@@ -13,6 +15,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,semantic]'
+	touch $(TEST_STAMP)
 
 # Development: embedded SQLite, in-process caches, the stub provider. No services needed.
 run: $(STAMP)
@@ -36,7 +42,7 @@ worker: $(STAMP)
 beat: $(STAMP)
 	$(BIN)/celery -A gateway_project beat --loglevel INFO
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

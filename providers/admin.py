@@ -22,8 +22,8 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
-from django.db import models
 from django.core.validators import MinValueValidator
+from django.db import models
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html_join
@@ -101,7 +101,11 @@ class ProviderForm(forms.ModelForm):
 
     class Meta:
         model = Provider
-        fields = "__all__"
+        fields = (
+            "name", "kind", "enabled", "base_url", "api_key_env", "api_version",
+            "connect_timeout_s", "timeout_s", "first_byte_timeout_s", "stream_idle_timeout_s",
+            "max_retries", "circuit_failure_threshold", "circuit_cooldown_s", "stub_delay_ms",
+        )  # fmt: skip
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -12,8 +12,8 @@ page (statistics, and clearing it for one tenant or all): both live in admin_cac
 
 from __future__ import annotations
 
-from decimal import Decimal
 import functools
+from decimal import Decimal
 from typing import Any
 
 from django import forms
@@ -55,7 +55,11 @@ def _change_list_template() -> Any:
 class RouteForm(forms.ModelForm):
     class Meta:
         model = Route
-        fields = "__all__"
+        fields = (
+            "name", "tenant", "strategy", "description", "default_max_tokens",
+            "cache_ttl_seconds", "semantic_cache", "semantic_threshold", "hedge_after_ms",
+            "enabled",
+        )  # fmt: skip
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -15,7 +15,6 @@ from providers.models import ProviderModel
 from routing.models import Route, RouteTarget
 from tenants.models import Tenant
 
-
 DEFAULT_SEMANTIC_THRESHOLD: Decimal = Route._meta.get_field("semantic_threshold").get_default()
 _THRESHOLD_PLACES = 3  # the column's decimal_places
 
