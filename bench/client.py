@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import time
 from collections import Counter
@@ -275,7 +276,7 @@ async def streams(
         chunk_counts[len(content_times)] += 1
         if content_times:
             ttft_ms.append((content_times[0] - sent) * 1000)
-            gaps_ms.extend((b - a) * 1000 for a, b in zip(content_times, content_times[1:]))
+            gaps_ms.extend((b - a) * 1000 for a, b in itertools.pairwise(content_times))
     conn.close()
     return {
         "streams": count,

@@ -47,7 +47,7 @@ BENCH = ROOT / "bench"
 PY = sys.executable
 sys.path.insert(0, str(BENCH))
 
-from client import BODY, percentile  # noqa: E402
+from client import BODY  # noqa: E402
 
 
 def env(name: str, default: str) -> str:
@@ -93,9 +93,13 @@ class Processes:
         log_path = self.workdir / f"{name}.log"
         with log_path.open("wb") as out:
             proc = subprocess.Popen(
-                cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                cmd,
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
-            )  # fmt: skip
+            )
         self.running.append((name, proc))
         return proc
 
@@ -187,7 +191,9 @@ def pids_named(name: str) -> list[int]:
     return pids
 
 
-def wait_http(url: str, proc: subprocess.Popen, timeout: float, name: str, procs: Processes) -> None:
+def wait_http(
+    url: str, proc: subprocess.Popen, timeout: float, name: str, procs: Processes
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -275,7 +281,9 @@ def reset_database(url: str) -> None:
     if not name.startswith(("gw_bench", "bench")):
         raise SystemExit(f"refusing to drop {name!r}: the bench database must be named gw_bench*")
     with psycopg.connect(**params, dbname="postgres", autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
@@ -326,9 +334,13 @@ def django_env(workdir: Path) -> dict[str, str]:
 
 def manage(args: list[str], workdir: Path) -> str:
     proc = subprocess.run(
-        [PY, "manage.py", *args], cwd=ROOT, env=django_env(workdir), capture_output=True,
-        text=True, timeout=300,
-    )  # fmt: skip
+        [PY, "manage.py", *args],
+        cwd=ROOT,
+        env=django_env(workdir),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc.stdout
@@ -402,9 +414,17 @@ def wrk_script(workdir: Path, key: str) -> Path:
 def wrk(url: str, script: Path, *, connections: int, seconds: float) -> dict:
     threads = 1 if connections == 1 else 2
     cmd = [
-        "wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--latency",
-        "--timeout", "10s", "-s", str(script), url,
-    ]  # fmt: skip
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{seconds:g}s",
+        "--latency",
+        "--timeout",
+        "10s",
+        "-s",
+        str(script),
+        url,
+    ]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -444,6 +464,7 @@ class Target:
     base_url: str  # .../v1
     key: str
     master_pid: int | None = None  # for RSS and CPU
+    gateway: bool = False  # ours: audit rows are counted
     audited: bool = False
     full: bool = True  # every measurement, or only c16 and c1
     results: dict = field(default_factory=dict)
@@ -457,9 +478,10 @@ def measure(target: Target, workdir: Path, upstream_pid: int, procs: Processes) 
     res = target.results
     script = wrk_script(workdir, target.key)
     sent = 0
-    audit_before = sql_scalar("SELECT count(*) FROM audit_auditevent") if target.audited else 0
+    audit_before = sql_scalar("SELECT count(*) FROM audit_auditevent") if target.gateway else 0
     scripts_before = redis_script_calls()
 
+    sent += prime(target)
     log(f"{target.label}: warm-up {WARMUP:g} s")
     warm = wrk(target.url, script, connections=16, seconds=WARMUP)
     sent += warm["requests"]
@@ -504,6 +526,11 @@ def measure(target: Target, workdir: Path, upstream_pid: int, procs: Processes) 
     res["redis_script_calls_per_request"] = round(calls / max(1, sent), 2)
     if target.audited:
         res["audit"] = audit_backlog(audit_before, sent, load_end)
+    elif target.gateway:
+        time.sleep(1.0)  # past a flush interval: rows that were going to land have landed
+        res["audit_rows_while_off"] = (
+            sql_scalar("SELECT count(*) FROM audit_auditevent") - audit_before
+        )
     if target.master_pid:
         res["rss"] = {
             str(pid): {
@@ -515,6 +542,36 @@ def measure(target: Target, workdir: Path, upstream_pid: int, procs: Processes) 
     if PROFILE and target.name == "full":
         res["profile"] = profile(target, script, workdir)
     return res
+
+
+def prime(target: Target, rounds: int = 3, timeout: float = 60) -> int:
+    """First requests, a few at a time on new connections so that every worker gets some: a
+    cold worker builds its snapshot and opens its connections on its first request (about a
+    second), which would otherwise land in the first measurement. Returns requests sent."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    body = json.dumps(BODY).encode()
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {target.key}"}
+
+    def one(_: int) -> int:
+        request = urllib.request.Request(target.url, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                response.read()
+                return response.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        except OSError:
+            return 0
+
+    sent = 0
+    with ThreadPoolExecutor(4 * WORKERS) as pool:
+        for _ in range(rounds):
+            statuses = list(pool.map(one, range(4 * WORKERS)))
+            sent += len(statuses)
+            if not any(status == 200 for status in statuses):
+                raise RuntimeError(f"{target.label}: priming requests failed: {statuses}")
+    return sent
 
 
 def audit_backlog(before: int, sent: int, load_end: float) -> dict:
@@ -554,10 +611,25 @@ def profile(target: Target, script: Path, workdir: Path) -> dict:
     out = workdir / "profile.folded"
     log(f"{target.label}: profiling worker {pid} with py-spy for {DURATION:g} s")
     spy = subprocess.Popen(
-        [pyspy, "record", "-p", str(pid), "-d", f"{DURATION:g}", "-r", "200", "-f", "raw",
-         "-o", str(out), "--nonblocking"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            pyspy,
+            "record",
+            "-p",
+            str(pid),
+            "-d",
+            f"{DURATION:g}",
+            "-r",
+            "200",
+            "-f",
+            "raw",
+            "-o",
+            str(out),
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(0.5)
     wrk(target.url, script, connections=16, seconds=DURATION)
     _, err = spy.communicate(timeout=60)
@@ -619,13 +691,28 @@ def start_gateway(procs: Processes, workdir: Path, name: str, governance: bool, 
     proc = procs.start(
         f"gateway-{name}",
         [
-            PY, "-m", "uvicorn", "gateway_project.asgi:application", "--host", "127.0.0.1",
-            "--port", str(port), "--workers", str(WORKERS), "--loop", "uvloop", "--http",
-            "httptools", "--no-access-log", "--lifespan", "on",
-            "--timeout-graceful-shutdown", "10",
+            PY,
+            "-m",
+            "uvicorn",
+            "gateway_project.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(WORKERS),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--no-access-log",
+            "--lifespan",
+            "on",
+            "--timeout-graceful-shutdown",
+            "10",
         ],
         env,
-    )  # fmt: skip
+    )
     wait_http(f"http://127.0.0.1:{port}/ready", proc, 60, f"gateway-{name}", procs)
     # /ready answered by one worker; give the others a moment to finish importing.
     deadline = time.monotonic() + 20
@@ -666,10 +753,19 @@ def start_litellm(procs: Processes, workdir: Path, upstream_port: int, cmd: list
     env.update(LITELLM_LOG="ERROR", PYTHONUNBUFFERED="1", LITELLM_TELEMETRY="False")
     proc = procs.start(
         "litellm",
-        [*cmd, "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
-         "--num_workers", str(WORKERS)],
+        [
+            *cmd,
+            "--config",
+            str(config),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--num_workers",
+            str(WORKERS),
+        ],
         env,
-    )  # fmt: skip
+    )
     wait_http(f"http://127.0.0.1:{port}/health/liveliness", proc, 120, "litellm", procs)
     deadline = time.monotonic() + 30
     while len(worker_pids(proc.pid)) < WORKERS and time.monotonic() < deadline:
@@ -693,7 +789,7 @@ def added(value: float | None, base: float | None) -> str:
     if base is None:
         return fmt(value)
     delta = value - base
-    return f"{fmt(value)} ({'+' if delta >= 0 else '−'}{fmt(abs(delta))})"
+    return f"{fmt(value)} ({'+' if delta >= 0 else '-'}{fmt(abs(delta))})"
 
 
 def ratio(value: float | None, base: float | None) -> str:
@@ -701,7 +797,7 @@ def ratio(value: float | None, base: float | None) -> str:
         return "—"
     if not base:
         return fmt(value)
-    return f"{fmt(value)} ({value / base:.3f}×)"
+    return f"{fmt(value)} ({value / base:.3f}x)"
 
 
 def get(results: dict, *path: str) -> float | None:
@@ -743,21 +839,24 @@ def table(results: dict, info: dict, order: list[tuple[str, str]]) -> str:
     rows: list[str] = [header, sep]
 
     def row(title: str, cell) -> None:  # type: ignore[no-untyped-def]
-        rows.append(f"| {title} | " + " | ".join(cell(name, results[name]) for name, _ in cols) + " |")
+        rows.append(
+            f"| {title} | " + " | ".join(cell(name, results[name]) for name, _ in cols) + " |"
+        )
 
     def throughput(key: str):  # type: ignore[no-untyped-def]
         return lambda name, r: (
-            fmt(get(r, key, "rps")) if name == "direct"
+            fmt(get(r, key, "rps"))
+            if name == "direct"
             else ratio(get(r, key, "rps"), get(direct, key, "rps"))
-        )  # fmt: skip
+        )
 
     def latency(*path: str):  # type: ignore[no-untyped-def]
         return lambda name, r: (
             fmt(get(r, *path)) if name == "direct" else added(get(r, *path), get(direct, *path))
         )
 
-    row("throughput, 16 connections (req/s; × direct)", throughput("c16"))
-    row("throughput, 64 connections (req/s; × direct)", throughput("c64"))
+    row("throughput, 16 connections (req/s; x direct)", throughput("c16"))
+    row("throughput, 64 connections (req/s; x direct)", throughput("c64"))
     row("latency, 1 connection, p50 (ms; + added)", latency("c1", "p50_ms"))
     row("latency, 1 connection, p99 (ms; + added)", latency("c1", "p99_ms"))
     row(f"latency at {RATE:g} req/s, p50 (ms; + added)", latency("rate", "p50_ms"))
@@ -768,32 +867,37 @@ def table(results: dict, info: dict, order: list[tuple[str, str]]) -> str:
         f"gap between chunks, p50 / p99 (ms; upstream sends {SPACING_MS:g})",
         lambda n, r: (
             f"{fmt(get(r, 'stream', 'gap_p50_ms'))} / {fmt(get(r, 'stream', 'gap_p99_ms'))}"
-            if get(r, "stream", "gap_p50_ms") is not None else "—"
+            if get(r, "stream", "gap_p50_ms") is not None
+            else "—"
         ),
-    )  # fmt: skip
+    )
     row(
         f"gaps under {SPACING_MS / 2:g} ms (chunks coalesced, %)",
         lambda n, r: fmt(coalesced_pct(r.get("stream")), 1),
     )
     row(
         "chunk timing preserved",
-        lambda n, r: "(reference)" if n == "direct" else timing_preserved(
-            r.get("stream"), direct.get("stream")
+        lambda n, r: (
+            "(reference)"
+            if n == "direct"
+            else timing_preserved(r.get("stream"), direct.get("stream"))
         ),
-    )  # fmt: skip
+    )
     row(
         "peak RSS per worker (MB, VmHWM)",
-        lambda n, r: " / ".join(fmt(w["peak_mb"], 0) for w in r["rss"].values())
-        if r.get("rss") else "—",
-    )  # fmt: skip
+        lambda n, r: (
+            " / ".join(fmt(w["peak_mb"], 0) for w in r["rss"].values()) if r.get("rss") else "—"
+        ),
+    )
     row(
         "audit rows: written / requests; backlog drained after load (s)",
         lambda n, r: (
             f"{r['audit']['rows']:,} / {r['audit']['expected_at_least']:,}; "
             f"{fmt(r['audit']['drained_after_s'])}"
-            if r.get("audit") else "—"
+            if r.get("audit")
+            else "—"
         ),
-    )  # fmt: skip
+    )
     row(
         "Redis script calls per request (governance work)",
         lambda n, r: fmt(r.get("redis_script_calls_per_request")),
@@ -806,12 +910,23 @@ def table(results: dict, info: dict, order: list[tuple[str, str]]) -> str:
     )
     row(
         "CPU during 16 connections (% of a core): server / upstream / wrk / redis / postgres",
-        lambda n, r: " / ".join(
-            str(r["cpu_c16_pct"].get(k, "—")) for k in ("workers", "upstream", "wrk", "redis", "postgres")
-        ) if n != "direct" else " / ".join(
-            ["—", *(str(r["cpu_c16_pct"].get(k, "—")) for k in ("upstream", "wrk", "redis", "postgres"))]
+        lambda n, r: (
+            " / ".join(
+                str(r["cpu_c16_pct"].get(k, "—"))
+                for k in ("workers", "upstream", "wrk", "redis", "postgres")
+            )
+            if n != "direct"
+            else " / ".join(
+                [
+                    "—",
+                    *(
+                        str(r["cpu_c16_pct"].get(k, "—"))
+                        for k in ("upstream", "wrk", "redis", "postgres")
+                    ),
+                ]
+            )
         ),
-    )  # fmt: skip
+    )
 
     v = info["versions"]
     m = info["machine"]
@@ -866,7 +981,10 @@ def targets_check(results: dict) -> list[str]:
 # --- main --------------------------------------------------------------------------------------
 def main() -> int:
     if shutil.which("wrk") is None:
-        print("wrk is not installed: `apt-get install -y wrk` (Debian) and run again.", file=sys.stderr)
+        print(
+            "wrk is not installed: `apt-get install -y wrk` (Debian) and run again.",
+            file=sys.stderr,
+        )
         return 2
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.monotonic()
@@ -875,9 +993,13 @@ def main() -> int:
         "machine": machine(),
         "versions": versions(),
         "settings": {
-            "duration_s": DURATION, "warmup_s": WARMUP, "rate": RATE, "chunks": CHUNKS,
-            "spacing_ms": SPACING_MS, "workers": WORKERS,
-        },  # fmt: skip
+            "duration_s": DURATION,
+            "warmup_s": WARMUP,
+            "rate": RATE,
+            "chunks": CHUNKS,
+            "spacing_ms": SPACING_MS,
+            "workers": WORKERS,
+        },
         "notes": [],
     }
     results: dict[str, dict] = {}
@@ -890,10 +1012,18 @@ def main() -> int:
         upstream_port = free_port()
         upstream = procs.start(
             "upstream",
-            [PY, str(BENCH / "upstream.py"), "--port", str(upstream_port), "--chunks",
-             str(CHUNKS), "--spacing-ms", f"{SPACING_MS:g}"],
+            [
+                PY,
+                str(BENCH / "upstream.py"),
+                "--port",
+                str(upstream_port),
+                "--chunks",
+                str(CHUNKS),
+                "--spacing-ms",
+                f"{SPACING_MS:g}",
+            ],
             dict(os.environ),
-        )  # fmt: skip
+        )
         wait_http(f"http://127.0.0.1:{upstream_port}/health", upstream, 15, "upstream", procs)
 
         log(f"database {DATABASE_URL}: drop, create, migrate; redis {REDIS_URL}: flush")
@@ -911,19 +1041,25 @@ def main() -> int:
             proc, port = start_gateway(procs, workdir, name, governance, audit)
             try:
                 target = Target(
-                    name, label, f"http://127.0.0.1:{port}/v1", key, master_pid=proc.pid,
-                    audited=audit, full=full,
-                )  # fmt: skip
+                    name,
+                    label,
+                    f"http://127.0.0.1:{port}/v1",
+                    key,
+                    master_pid=proc.pid,
+                    gateway=True,
+                    audited=audit,
+                    full=full,
+                )
                 results[name] = measure(target, workdir, upstream.pid, procs)
                 order.append((name, label))
             finally:
                 procs.stop(proc)
-            if not audit:
-                written = sql_scalar(
-                    "SELECT count(*) FROM audit_auditevent WHERE created_at > now() - interval '5 minutes' "
-                    "AND tenant_slug = 'bench'"
-                ) if False else None  # noqa: SIM108 (kept simple: see check below)
-            del written if False else None  # type: ignore[misc]
+            stray = results[name].get("audit_rows_while_off")
+            if stray:
+                info["notes"].append(
+                    f"{label}: AUDIT_ENABLED=0 did not stop the audit ({stray:,} rows written), "
+                    "so that column measures the audit too."
+                )
 
         cmd = litellm_command()
         if cmd is None:
@@ -933,7 +1069,10 @@ def main() -> int:
             proc, port = start_litellm(procs, workdir, upstream_port, cmd)
             try:
                 target = Target(
-                    "litellm", "LiteLLM proxy (no DB)", f"http://127.0.0.1:{port}/v1", "sk-any",
+                    "litellm",
+                    "LiteLLM proxy (no DB)",
+                    f"http://127.0.0.1:{port}/v1",
+                    "sk-any",
                     master_pid=proc.pid,
                 )
                 results["litellm"] = measure(target, workdir, upstream.pid, procs)

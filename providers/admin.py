@@ -90,26 +90,24 @@ def _states_for(keys: list[str]) -> dict[str, CircuitState] | None:
         return None
 
 
-class ProviderForm(forms.ModelForm):
-    # field -> smallest sensible value. The proxy reads an optional timeout of 0 as "not
-    # set" (so the total timeout would apply) and a failure threshold of 0 as 1.
-    MINIMUMS: dict[str, Decimal | int] = {
-        "first_byte_timeout_s": Decimal("0.001"),
-        "stream_idle_timeout_s": Decimal("0.001"),
-        "circuit_failure_threshold": 1,
-    }
+# Field -> smallest sensible value. The proxy reads an optional timeout of 0 as "not set"
+# (so the total timeout would apply) and a failure threshold of 0 as 1.
+_MINIMUMS: dict[str, Decimal | int] = {
+    "first_byte_timeout_s": Decimal("0.001"),
+    "stream_idle_timeout_s": Decimal("0.001"),
+    "circuit_failure_threshold": 1,
+}
 
+
+class ProviderForm(forms.ModelForm):
     class Meta:
         model = Provider
-        fields = (
-            "name", "kind", "enabled", "base_url", "api_key_env", "api_version",
-            "connect_timeout_s", "timeout_s", "first_byte_timeout_s", "stream_idle_timeout_s",
-            "max_retries", "circuit_failure_threshold", "circuit_cooldown_s", "stub_delay_ms",
-        )  # fmt: skip
+        # The admin adds the others from its fieldsets (with its formfield_overrides).
+        fields = tuple(_MINIMUMS)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        for name, minimum in self.MINIMUMS.items():
+        for name, minimum in _MINIMUMS.items():
             field = self.fields.get(name)
             if isinstance(field, forms.DecimalField | forms.IntegerField):
                 field.min_value = minimum

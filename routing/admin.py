@@ -55,11 +55,7 @@ def _change_list_template() -> Any:
 class RouteForm(forms.ModelForm):
     class Meta:
         model = Route
-        fields = (
-            "name", "tenant", "strategy", "description", "default_max_tokens",
-            "cache_ttl_seconds", "semantic_cache", "semantic_threshold", "hedge_after_ms",
-            "enabled",
-        )  # fmt: skip
+        fields = ("semantic_threshold", "hedge_after_ms")  # the admin adds the others
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

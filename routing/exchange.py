@@ -12,7 +12,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from audit.writer import audit_writer
-from billing.enforcement import Guard
+from billing.enforcement import Guard, settle
 from gateway_project.lib.errors import GatewayError
 from providers.base import Target, UpstreamError
 from providers.tokens import estimate_prompt_tokens, estimate_tokens
@@ -165,3 +165,13 @@ def estimate_usage_if_missing(exchange: Exchange, usage_seen: bool) -> None:
     exchange.prompt_tokens = estimate_prompt_tokens(exchange.chat.body.get("messages", []))
     exchange.completion_tokens = estimate_tokens(exchange.response_text)
     exchange.metadata["usage_estimated"] = True
+
+
+async def settle_exchange(exchange: Exchange) -> None:
+    guard = exchange.guard
+    if guard is not None and guard.admission is not None:
+        await settle(
+            guard.admission,
+            tokens=exchange.prompt_tokens + exchange.completion_tokens,
+            cost=exchange.cost,
+        )

@@ -212,7 +212,12 @@ class Reader:
         if seconds is None or seconds <= 0:
             self.fail(join(path, key), f"expected a number of seconds > 0, got {value!r}")
             return None
-        seconds = seconds.normalize()  # "1.5000" is 1.5, which the column can hold
+        # Trailing zeros are no precision: "1.5000" is 1.5 and "60.0000" is 60, which the
+        # column can hold.
+        if seconds == seconds.to_integral_value():
+            seconds = seconds.to_integral_value()
+        else:
+            seconds = seconds.normalize()
         if -int(seconds.as_tuple().exponent) > SECONDS_PLACES:
             self.fail(join(path, key), f"{value!r} has more than {SECONDS_PLACES} decimal places")
             return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from decimal import Decimal
 
 import pytest
 from django.db.models.signals import post_save
@@ -59,23 +60,37 @@ def test_it_says_whether_the_secret_is_set_without_showing_it(admin_client, monk
     assert 'alt="True"' in page.content.decode()
 
 
+def provider_form(**changes: str) -> dict[str, str]:
+    """The add form as a browser posts it untouched, with `changes` applied."""
+    data = {
+        "name": "openai",
+        "kind": "openai",
+        "enabled": "on",
+        "base_url": "https://api.openai.com/v1",
+        "api_key_env": "OPENAI_API_KEY",
+        "api_version": "",
+        "connect_timeout_s": "5",
+        "timeout_s": "60",
+        "first_byte_timeout_s": "",
+        "stream_idle_timeout_s": "",
+        "max_retries": "1",
+        "circuit_failure_threshold": "5",
+        "circuit_cooldown_s": "30",
+        "stub_delay_ms": "0",
+        "models-TOTAL_FORMS": "0",
+        "models-INITIAL_FORMS": "0",
+        "models-MIN_NUM_FORMS": "0",
+        "models-MAX_NUM_FORMS": "1000",
+    }
+    return data | changes
+
+
 def test_it_creates_a_provider_with_its_models_inline(admin_client, saved):
     response = admin_client.post(
         reverse("admin:providers_provider_add"),
-        {
-            "name": "openai",
-            "kind": "openai",
-            "enabled": "on",
-            "base_url": "https://api.openai.com/v1",
-            "api_key_env": "OPENAI_API_KEY",
-            "api_version": "",
-            "connect_timeout_s": "5",
-            "timeout_s": "60",
-            "stub_delay_ms": "0",
+        provider_form()
+        | {
             "models-TOTAL_FORMS": "1",
-            "models-INITIAL_FORMS": "0",
-            "models-MIN_NUM_FORMS": "0",
-            "models-MAX_NUM_FORMS": "1000",
             "models-0-name": "gpt-4o-mini",
             "models-0-input_per_million": "0.15",
             "models-0-output_per_million": "0.60",
@@ -87,5 +102,75 @@ def test_it_creates_a_provider_with_its_models_inline(admin_client, saved):
     assert [(m.name, str(m.output_per_million)) for m in provider.models.all()] == [
         ("gpt-4o-mini", "0.600000")
     ]
+    # The form's defaults are the model's: empty timeouts mean "the total timeout".
+    assert (provider.first_byte_timeout_s, provider.stream_idle_timeout_s) == (None, None)
+    assert (
+        provider.max_retries,
+        provider.circuit_failure_threshold,
+        provider.circuit_cooldown_s,
+    ) == (1, 5, 30)
     # Model saves, not bulk writes: post_save is what makes the gateway rebuild its snapshot.
     assert {"Provider", "ProviderModel"} <= set(saved)
+
+
+def test_the_change_page_groups_the_resilience_settings(admin_client):
+    provider = factories.make_provider("openai", kind="openai")
+
+    response = admin_client.get(reverse("admin:providers_provider_change", args=[provider.pk]))
+
+    fieldsets = {
+        fieldset.name: [field for line in fieldset for field in line]
+        for fieldset in response.context["adminform"]
+    }
+    assert [field.field.name for field in fieldsets["Resilience"]] == [
+        "first_byte_timeout_s",
+        "stream_idle_timeout_s",
+        "max_retries",
+        "circuit_failure_threshold",
+        "circuit_cooldown_s",
+    ]
+
+
+def test_it_saves_the_resilience_settings(admin_client, saved):
+    response = admin_client.post(
+        reverse("admin:providers_provider_add"),
+        provider_form(
+            first_byte_timeout_s="2.5",
+            stream_idle_timeout_s="10",
+            max_retries="0",
+            circuit_failure_threshold="3",
+            circuit_cooldown_s="0",
+        ),
+    )
+
+    assert response.status_code == 302, response.context and response.context["errors"]
+    provider = Provider.objects.get(name="openai")
+    assert provider.first_byte_timeout_s == Decimal("2.5")
+    assert provider.stream_idle_timeout_s == Decimal("10")
+    assert (
+        provider.max_retries,
+        provider.circuit_failure_threshold,
+        provider.circuit_cooldown_s,
+    ) == (0, 3, 0)
+    assert "Provider" in saved  # post_save: the gateway rebuilds its snapshot
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("first_byte_timeout_s", "0"),  # 0 would silently mean "the total timeout"
+        ("stream_idle_timeout_s", "0"),
+        ("first_byte_timeout_s", "0.0005"),  # the column keeps milliseconds
+        ("circuit_failure_threshold", "0"),  # the breaker would read it as 1
+        ("max_retries", "-1"),
+        ("circuit_cooldown_s", ""),
+    ],
+)
+def test_it_refuses_resilience_values_that_mean_nothing(admin_client, field, value):
+    response = admin_client.post(
+        reverse("admin:providers_provider_add"), provider_form(**{field: value})
+    )
+
+    assert response.status_code == 200
+    assert field in response.context["adminform"].form.errors
+    assert not Provider.objects.exists()

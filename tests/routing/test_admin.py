@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from decimal import Decimal
 
 import pytest
+from django.contrib.auth.models import Permission, User
 from django.db.models.signals import post_save
 from django.urls import reverse
 
+from routing import admin_cache
 from routing.models import Route
 from tests import factories
 
@@ -25,6 +28,22 @@ def saved() -> Iterator[list[str]]:
     post_save.connect(record, weak=False, dispatch_uid="test-routing-saved")
     yield seen
     post_save.disconnect(dispatch_uid="test-routing-saved")
+
+
+def route_form(**changes: str) -> dict[str, str]:
+    """The route's own fields as a browser posts them untouched, with `changes` applied."""
+    data = {
+        "name": "chat",
+        "tenant": "",
+        "strategy": "fallback",
+        "description": "",
+        "default_max_tokens": "",
+        "cache_ttl_seconds": "0",
+        "semantic_threshold": "0.950",
+        "hedge_after_ms": "",
+        "enabled": "on",
+    }
+    return data | changes
 
 
 def targets_formset(*rows: dict[str, str], initial: int = 0) -> dict[str, str]:
@@ -59,13 +78,7 @@ def test_it_creates_a_route_with_two_ordered_targets(admin_client, acme, models)
     primary, fallback = models
     response = admin_client.post(
         reverse("admin:routing_route_add"),
-        {
-            "name": "chat",
-            "tenant": str(acme.pk),
-            "strategy": "fallback",
-            "description": "",
-            "enabled": "on",
-        }
+        route_form(tenant=str(acme.pk))
         | targets_formset(
             {"position": "1", "provider_model": str(fallback.pk), "weight": "1", "enabled": "on"},
             {"position": "0", "provider_model": str(primary.pk), "weight": "1", "enabled": "on"},
@@ -76,6 +89,9 @@ def test_it_creates_a_route_with_two_ordered_targets(admin_client, acme, models)
     route = Route.objects.get(name="chat")
     assert route.tenant == acme
     assert [t.provider_model for t in route.targets.order_by("position")] == [primary, fallback]
+    # The form's defaults are the model's: no cache, no hedging.
+    assert (route.cache_ttl_seconds, route.semantic_cache, route.hedge_after_ms) == (0, False, None)
+    assert route.semantic_threshold == Decimal("0.95")
 
 
 def test_the_change_page_shows_targets_in_position_order(admin_client, models):
@@ -115,7 +131,7 @@ def test_a_new_route_offers_two_numbered_rows_and_ignores_an_untouched_one(admin
 
     response = admin_client.post(
         reverse("admin:routing_route_add"),
-        {"name": "solo", "tenant": "", "strategy": "fallback", "description": "", "enabled": "on"}
+        route_form(name="solo")
         | targets_formset(
             {"position": "0", "provider_model": str(models[0].pk), "weight": "1", "enabled": "on"},
             {"position": "1", "provider_model": "", "weight": "1", "enabled": "on"},
@@ -134,7 +150,7 @@ def test_editing_only_a_target_inline_saves_it_through_the_model(admin_client, m
 
     response = admin_client.post(
         reverse("admin:routing_route_change", args=[route.pk]),
-        {"name": "chat", "tenant": "", "strategy": "fallback", "description": "", "enabled": "on"}
+        route_form()
         | targets_formset(
             {
                 "id": str(target.pk),
@@ -151,3 +167,150 @@ def test_editing_only_a_target_inline_saves_it_through_the_model(admin_client, m
     assert response.status_code == 302, response.context and response.context["errors"]
     assert route.targets.get().provider_model == fallback
     assert "RouteTarget" in saved  # post_save: the gateway rebuilds its snapshot
+
+
+# --- caching and hedging ---------------------------------------------------------------------
+
+
+def test_the_change_page_groups_the_caching_and_hedging_settings(admin_client, models):
+    route = factories.make_route("chat", *models)
+
+    response = admin_client.get(reverse("admin:routing_route_change", args=[route.pk]))
+
+    fieldsets = {
+        fieldset.name: [field for line in fieldset for field in line]
+        for fieldset in response.context["adminform"]
+    }
+    assert [field.field.name for field in fieldsets["Caching and hedging"]] == [
+        "cache_ttl_seconds",
+        "semantic_cache",
+        "semantic_threshold",
+        "hedge_after_ms",
+    ]
+
+
+def test_it_saves_the_caching_and_hedging_settings(admin_client, models, saved):
+    route = factories.make_route("chat", models[0])
+    target = route.targets.get()
+    saved.clear()
+
+    response = admin_client.post(
+        reverse("admin:routing_route_change", args=[route.pk]),
+        route_form(
+            cache_ttl_seconds="300",
+            semantic_cache="on",
+            semantic_threshold="0.9",
+            hedge_after_ms="800",
+        )
+        | targets_formset(
+            {
+                "id": str(target.pk),
+                "route": str(route.pk),
+                "position": "0",
+                "provider_model": str(models[0].pk),
+                "weight": "1",
+                "enabled": "on",
+            },
+            initial=1,
+        ),
+    )
+
+    assert response.status_code == 302, response.context and response.context["errors"]
+    route.refresh_from_db()
+    assert (route.cache_ttl_seconds, route.semantic_cache, route.hedge_after_ms) == (300, True, 800)
+    assert route.semantic_threshold == Decimal("0.9")
+    assert "Route" in saved  # post_save: the gateway rebuilds its snapshot
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("semantic_threshold", "0", "above 0 and at most 1"),
+        ("semantic_threshold", "1.5", "above 0 and at most 1"),
+        ("semantic_threshold", "-0.5", "above 0 and at most 1"),
+        ("semantic_threshold", "0.9505", "decimal places"),
+        ("semantic_threshold", "", "required"),
+        ("hedge_after_ms", "0", "greater than or equal to 1"),
+        ("cache_ttl_seconds", "-1", "greater than or equal to 0"),
+    ],
+)
+def test_it_refuses_caching_values_out_of_range(admin_client, models, field, value, message):
+    response = admin_client.post(
+        reverse("admin:routing_route_add"),
+        route_form(**{field: value})
+        | targets_formset(
+            {"position": "0", "provider_model": str(models[0].pk), "weight": "1", "enabled": "on"}
+        ),
+    )
+
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert message in " ".join(errors.get(field, []))
+    assert not Route.objects.exists()
+
+
+def test_a_threshold_of_exactly_one_is_accepted(admin_client, models):
+    response = admin_client.post(
+        reverse("admin:routing_route_add"),
+        route_form(semantic_cache="on", semantic_threshold="1")
+        | targets_formset(
+            {"position": "0", "provider_model": str(models[0].pk), "weight": "1", "enabled": "on"}
+        ),
+    )
+
+    assert response.status_code == 302, response.context and response.context["errors"]
+    assert Route.objects.get().semantic_threshold == Decimal(1)
+
+
+# --- the response cache ----------------------------------------------------------------------
+
+
+def test_the_list_offers_the_clear_cache_action_and_runs_it(admin_client, models, monkeypatch):
+    chosen = factories.make_route("chat", *models)
+    factories.make_route("other", *models)
+    cleared: list[int | None] = []
+
+    async def clear(tenant_id: int | None = None, *, route_id: int | None = None) -> int:
+        cleared.append(route_id)
+        return 2
+
+    monkeypatch.setattr(admin_cache.cache, "clear", clear)
+    changelist = reverse("admin:routing_route_changelist")
+
+    page = admin_client.get(changelist)
+    response = admin_client.post(
+        changelist,
+        {"action": "clear_route_cache", "_selected_action": [str(chosen.pk)]},
+        follow=True,
+    )
+
+    choices = dict(page.context["action_form"].fields["action"].choices)
+    assert "clear_route_cache" in choices
+    assert cleared == [chosen.pk]
+    assert "2 cache keys deleted." in [str(m) for m in response.context["messages"]]
+
+
+def test_the_list_links_to_the_cache_page(admin_client, models):
+    factories.make_route("chat", *models)
+
+    response = admin_client.get(reverse("admin:routing_route_changelist"))
+
+    content = response.content.decode()
+    assert f'href="{reverse("cache-clear")}"' in content
+    assert "Response cache" in content
+    assert '<td class="field-target_summary">' in content  # still the stock change list
+
+
+def test_staff_who_may_not_change_routes_get_neither_link_nor_action(client, models):
+    factories.make_route("chat", *models)
+    viewer = User.objects.create_user("viewer", password="pw", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_route"))
+    client.force_login(viewer)
+
+    response = client.get(reverse("admin:routing_route_changelist"))
+
+    assert response.status_code == 200
+    assert reverse("cache-clear") not in response.content.decode()
+    action_form = response.context.get("action_form")
+    actions = dict(action_form.fields["action"].choices) if action_form else {}
+    assert "clear_route_cache" not in actions

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db.models.signals import post_delete, post_save
 
 from audit.models import RedactionRule
@@ -23,6 +24,7 @@ from routing.config_io import (
     config_load_file,
 )
 from routing.models import Route
+from routing.services import route_upsert
 from tenants.models import Tenant, UsagePolicy
 from tests import factories
 
@@ -562,3 +564,275 @@ def test_allowed_routes_may_name_routes_already_in_the_database(acme: Tenant) ->
     data["tenants"] = [{"slug": "acme", "allowed_routes": ["echo", "acme-db"]}]
     with pytest.raises(ConfigError, match="no route named acme-db for tenant 'acme'"):
         config_import(data=data, prune=True)
+
+
+# --- provider resilience, route caching and hedging ---
+
+RESILIENT = """
+providers:
+  - name: local
+    kind: stub
+    first_byte_timeout_s: 2.5
+    stream_idle_timeout_s: "0.75"
+    max_retries: 0
+    circuit_failure_threshold: 2
+    circuit_cooldown_s: 90
+    models:
+      - {name: echo, input_per_million: "0", output_per_million: "0"}
+  - name: plain
+    kind: stub
+routes:
+  - name: cached
+    cache_ttl_seconds: 300
+    semantic_cache: true
+    semantic_threshold: "0.9"
+    hedge_after_ms: 750
+    targets: [{provider: local, model: echo}]
+  - name: plain
+    targets: [{provider: local, model: echo}]
+"""
+
+
+def test_resilience_caching_and_hedging_are_imported() -> None:
+    config_import(data=load(RESILIENT))
+
+    local = Provider.objects.get(name="local")
+    assert (local.first_byte_timeout_s, local.stream_idle_timeout_s) == (
+        Decimal("2.5"),
+        Decimal("0.75"),
+    )
+    assert (local.max_retries, local.circuit_failure_threshold, local.circuit_cooldown_s) == (
+        0,
+        2,
+        90,
+    )
+    plain = Provider.objects.get(name="plain")
+    assert (plain.first_byte_timeout_s, plain.stream_idle_timeout_s) == (None, None)
+    assert (plain.max_retries, plain.circuit_failure_threshold, plain.circuit_cooldown_s) == (
+        1,
+        5,
+        30,
+    )
+    cached = Route.objects.get(name="cached")
+    assert (cached.cache_ttl_seconds, cached.semantic_cache, cached.hedge_after_ms) == (
+        300,
+        True,
+        750,
+    )
+    assert cached.semantic_threshold == Decimal("0.9")
+    other = Route.objects.get(name="plain")
+    assert (other.cache_ttl_seconds, other.semantic_cache, other.hedge_after_ms) == (0, False, None)
+    assert other.semantic_threshold == Decimal("0.95")
+
+
+def test_resilience_and_caching_round_trip_and_defaults_are_left_out() -> None:
+    config_import(data=load(RESILIENT))
+    first = config_dump(config_export())
+
+    for expected in [
+        "first_byte_timeout_s: '2.5'",
+        "stream_idle_timeout_s: '0.75'",
+        "max_retries: 0",
+        "circuit_failure_threshold: 2",
+        "circuit_cooldown_s: 90",
+        "cache_ttl_seconds: 300",
+        "semantic_cache: true",
+        "semantic_threshold: '0.9'",  # a decimal string, like money
+        "hedge_after_ms: 750",
+    ]:
+        assert expected in first
+    for name in [
+        "first_byte_timeout_s",
+        "stream_idle_timeout_s",
+        "max_retries",
+        "circuit_failure_threshold",
+        "circuit_cooldown_s",
+        "cache_ttl_seconds",
+        "semantic_cache",
+        "semantic_threshold",
+        "hedge_after_ms",
+    ]:
+        assert first.count(name) == 1  # the second provider and route keep their defaults
+
+    _empty_database()
+    config_import(data=load(first))
+    assert config_dump(config_export()) == first
+    assert not config_import(data=load(first)).changed
+
+
+def test_a_non_default_threshold_is_exported_even_with_the_semantic_cache_off() -> None:
+    data = load(MINIMAL)
+    data["routes"][0]["semantic_threshold"] = "1"
+    config_import(data=data)
+
+    text = config_dump(config_export())
+
+    assert "semantic_threshold: '1'" in text
+    assert "semantic_cache" not in text
+    _empty_database()
+    config_import(data=load(text))
+    assert Route.objects.get().semantic_threshold == Decimal(1)
+
+
+def test_importing_resilience_and_caching_twice_writes_nothing(writes: list[str]) -> None:
+    config_import(data=load(RESILIENT))
+    writes.clear()
+
+    report = config_import(data=load(RESILIENT))
+
+    assert not report.changed
+    assert writes == []
+
+
+@pytest.mark.parametrize(
+    ("section", "field", "value", "expected"),
+    [
+        ("providers", "first_byte_timeout_s", 3, Decimal(3)),
+        ("providers", "stream_idle_timeout_s", None, None),  # left out: the total timeout
+        ("providers", "max_retries", 3, 3),
+        ("providers", "circuit_failure_threshold", 7, 7),
+        ("providers", "circuit_cooldown_s", 0, 0),
+        ("routes", "cache_ttl_seconds", 0, 0),
+        ("routes", "semantic_cache", False, False),
+        ("routes", "semantic_threshold", "0.85", Decimal("0.85")),
+        ("routes", "hedge_after_ms", None, None),  # left out: no hedging
+    ],
+)
+def test_one_changed_field_alone_updates_its_row(
+    writes: list[str], section: str, field: str, value: object, expected: object
+) -> None:
+    config_import(data=load(RESILIENT))
+    data = load(RESILIENT)
+    if value is None:
+        del data[section][0][field]
+    else:
+        data[section][0][field] = value
+    writes.clear()
+
+    report = config_import(data=data)
+
+    model = Provider if section == "providers" else Route
+    assert report.counts[section][Change.UPDATED] == 1
+    assert report.total(Change.UPDATED) == 1
+    assert writes == [model.__name__]
+    assert getattr(model.objects.get(name=data[section][0]["name"]), field) == expected
+
+
+def test_the_same_threshold_written_differently_writes_nothing(writes: list[str]) -> None:
+    config_import(data=load(RESILIENT))
+    data = load(RESILIENT)
+    data["routes"][0]["semantic_threshold"] = "0.900"
+    writes.clear()
+
+    assert not config_import(data=data).changed
+    assert writes == []
+
+
+def test_leaving_resilience_and_caching_out_means_their_defaults() -> None:
+    config_import(data=load(RESILIENT))
+
+    config_import(
+        data=load(MINIMAL.replace("name: echo\n    targets", "name: cached\n    targets"))
+    )
+
+    local = Provider.objects.get(name="local")
+    assert (local.first_byte_timeout_s, local.stream_idle_timeout_s) == (None, None)
+    assert (local.max_retries, local.circuit_failure_threshold, local.circuit_cooldown_s) == (
+        1,
+        5,
+        30,
+    )
+    cached = Route.objects.get(name="cached")
+    assert (cached.cache_ttl_seconds, cached.semantic_cache, cached.hedge_after_ms) == (
+        0,
+        False,
+        None,
+    )
+    assert cached.semantic_threshold == Decimal("0.95")
+
+
+def test_a_plain_number_threshold_reads_as_its_decimal() -> None:
+    data = load(MINIMAL)
+    data["routes"][0].update(semantic_cache=True, semantic_threshold=0.9)
+
+    config_import(data=data)
+
+    assert Route.objects.get().semantic_threshold == Decimal("0.9")
+
+
+def test_resilience_caching_and_hedging_are_validated() -> None:
+    text = """
+providers:
+  - name: local
+    kind: stub
+    first_byte_timeout_s: 0
+    stream_idle_timeout_s: "0.0005"
+    max_retries: 40000
+    circuit_failure_threshold: 0
+    circuit_cooldown_s: -5
+  - name: other
+    kind: stub
+    first_byte_timeout_s: soon
+    max_retries: true
+routes:
+  - name: r
+    cache_ttl_seconds: "60"
+    semantic_cache: "yes"
+    semantic_threshold: "0"
+    hedge_after_ms: 0
+    targets: [{provider: local, model: echo}]
+  - name: s
+    semantic_threshold: "1.5"
+    targets: [{provider: local, model: echo}]
+  - name: t
+    semantic_threshold: "0.9505"
+    hedge_after_ms: 2.5
+    targets: [{provider: local, model: echo}]
+  - name: u
+    semantic_threshold: high
+    targets: [{provider: local, model: echo}]
+"""
+    with pytest.raises(ConfigError) as caught:
+        config_import(data=load(text))
+
+    message = str(caught.value)
+    for expected in [
+        "providers[0].first_byte_timeout_s: expected a number of seconds > 0, got 0",
+        "providers[0].stream_idle_timeout_s: '0.0005' has more than 3 decimal places",
+        "providers[0].max_retries: expected a whole number from 0 to 32767, got 40000",
+        "providers[0].circuit_failure_threshold: expected a whole number from 1 to 32767, got 0",
+        "providers[0].circuit_cooldown_s: expected a whole number >= 0, got -5",
+        "providers[1].first_byte_timeout_s: expected a number of seconds > 0, got 'soon'",
+        "providers[1].max_retries: expected a whole number >= 0, got True",
+        "routes[0].cache_ttl_seconds: expected a whole number >= 0, got '60'",
+        "routes[0].semantic_cache: expected true or false, got 'yes'",
+        "routes[0].semantic_threshold: The semantic threshold is a similarity above 0 and at most 1",
+        "routes[0].hedge_after_ms: expected a whole number from 1",
+        "routes[1].semantic_threshold: The semantic threshold is a similarity above 0",
+        "routes[2].semantic_threshold: The semantic threshold is a similarity above 0",
+        "routes[2].hedge_after_ms: expected a whole number from 1",
+        "routes[3].semantic_threshold: expected a decimal string like \"0.95\", got 'high'",
+    ]:
+        assert expected in message
+    assert not Provider.objects.exists()
+
+
+def test_the_documented_example_shows_resilience_caching_and_hedging() -> None:
+    config_import(data=config_load_file(DOCS_EXAMPLE))
+
+    openai = Provider.objects.get(name="openai")
+    assert openai.stream_idle_timeout_s == Decimal("2.5")
+    assert openai.circuit_failure_threshold == 3
+    route = Route.objects.get(name="support_copilot")
+    assert route.semantic_cache
+    assert route.semantic_threshold == Decimal("0.92")
+    assert route.hedge_after_ms == 1500
+
+
+def test_route_upsert_applies_the_same_threshold_rule_as_the_reader() -> None:
+    with pytest.raises(ValidationError) as caught:
+        route_upsert(name="r", semantic_threshold=Decimal("1.001"))
+
+    assert "above 0 and at most 1" in caught.value.message_dict["semantic_threshold"][0]
+    assert not Route.objects.exists()
+    assert route_upsert(name="r", semantic_threshold=Decimal("0.9000")).instance.pk

@@ -9,11 +9,13 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from gateway_project.lib.upsert import Change
-from tenants.models import ApiKey, Tenant
+from tenants.models import ApiKey, Tenant, UsagePolicy
 from tenants.selectors import api_key_status_q
 from tenants.services import (
     api_key_expiry_validate,
+    api_key_issue,
     api_key_routes_validate,
+    tenant_create,
     tenant_set_status,
     tenant_upsert,
 )
@@ -54,6 +56,90 @@ def test_tenant_upsert_validates_before_writing():
         tenant_upsert(slug="initech", name="Initech", status="sleeping", metadata={})
     assert "status" in caught.value.message_dict
     assert not Tenant.objects.exists()
+
+
+POLICY = {
+    "max_prompt_tokens": 8000,
+    "max_output_tokens": 1024,
+    "max_n": 2,
+    "max_body_bytes": 65536,
+    "max_messages": 50,
+    "max_depth": 16,
+}
+
+
+def policy_of(row: UsagePolicy) -> dict[str, int | None]:
+    return {name: getattr(row, name) for name in UsagePolicy.POLICY_FIELDS}
+
+
+def test_the_policy_keywords_are_exactly_the_policy_fields():
+    assert set(POLICY) == set(UsagePolicy.POLICY_FIELDS)
+
+
+def test_tenant_create_takes_the_policy_and_routes_in_one_save(saved):
+    tenant = tenant_create(
+        slug="initech", name="Initech", allowed_routes=["chat", "echo"], **POLICY
+    )
+
+    assert saved == ["Tenant"]  # one write, not a create and then a second save
+    tenant.refresh_from_db()
+    assert policy_of(tenant) == POLICY
+    assert tenant.allowed_routes == ["chat", "echo"]
+
+
+def test_tenant_create_defaults_to_no_limits_and_every_route():
+    tenant = tenant_create(slug="initech", name="Initech")
+
+    tenant.refresh_from_db()
+    assert all(value is None for value in policy_of(tenant).values())
+    assert tenant.allowed_routes == []
+
+
+def test_tenant_upsert_sets_the_policy_and_routes_and_writes_only_what_differs(saved):
+    created = tenant_upsert(slug="initech", name="Initech", allowed_routes=("chat",), **POLICY)
+    assert created.change == Change.CREATED
+    assert policy_of(created.instance) == POLICY
+    assert created.instance.allowed_routes == ["chat"]
+
+    saved.clear()
+    again = tenant_upsert(slug="initech", name="Initech", allowed_routes=["chat"], **POLICY)
+    assert again.change == Change.UNCHANGED
+    assert saved == []
+
+    tighter = tenant_upsert(
+        slug="initech", name="Initech", allowed_routes=["chat"], **(POLICY | {"max_n": 1})
+    )
+    assert tighter.change == Change.UPDATED
+    assert saved == ["Tenant"]
+    assert Tenant.objects.get(slug="initech").max_n == 1
+
+
+def test_tenant_upsert_without_a_policy_means_no_limits():
+    tenant_upsert(slug="initech", name="Initech", allowed_routes=["chat"], **POLICY)
+
+    result = tenant_upsert(slug="initech", name="Initech")
+
+    assert result.change == Change.UPDATED
+    tenant = Tenant.objects.get(slug="initech")
+    assert all(value is None for value in policy_of(tenant).values())
+    assert tenant.allowed_routes == []
+
+
+def test_tenant_upsert_validates_the_policy_before_writing():
+    with pytest.raises(ValidationError) as caught:
+        tenant_upsert(slug="initech", name="Initech", max_n=-1)
+    assert "max_n" in caught.value.message_dict
+    assert not Tenant.objects.exists()
+
+
+def test_api_key_issue_takes_the_policy_in_one_save(acme, saved):
+    issued = api_key_issue(tenant=acme, name="ci", allowed_routes=("chat",), **POLICY)
+
+    assert saved == ["ApiKey"]
+    api_key = ApiKey.objects.get(pk=issued.api_key.pk)
+    assert policy_of(api_key) == POLICY
+    assert api_key.allowed_routes == ["chat"]
+    assert all(value is None for value in policy_of(factories.make_key(acme).api_key).values())
 
 
 # --- tenant_set_status -----------------------------------------------------------------------

@@ -1,0 +1,189 @@
+"""Calling upstream targets: order, circuit breakers, retries, fallback and deadlines.
+
+`try_targets()` walks the route's targets in the strategy's order (hints applied, open
+circuits pushed to the back and skipped), retries each on retryable failures within the
+retry budget, and falls back to the next. A connect error, timeout, 429 or 5xx before
+the first byte reaches the client moves on; an upstream 4xx ends the walk (another target
+would refuse the same request).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
+
+import httpx
+
+from gateway_project.lib import errors
+from gateway_project.lib.errors import GatewayError
+from providers.base import Target, UpstreamError, UpstreamStreamError
+from providers.circuit import breaker as circuit_breaker
+from providers.registry import provider_for
+from routing.attempts import may_retry, retry_budget
+from routing.exchange import Exchange, note_attempt
+from routing.strategies import latency_tracker, order_targets
+
+T = TypeVar("T")
+_clients: dict[int, httpx.AsyncClient] = {}
+# Upstream kinds that want the newer output-cap field when the gateway has to set one.
+_COMPLETION_TOKENS_KINDS = frozenset({"openai", "azure_openai"})
+
+
+def upstream_client() -> httpx.AsyncClient:
+    """One pooled client per event loop: connections to providers are reused."""
+    loop_id = id(asyncio.get_running_loop())
+    client = _clients.get(loop_id)
+    if client is None or client.is_closed:
+        client = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
+            timeout=httpx.Timeout(60.0, connect=5.0),
+        )
+        _clients[loop_id] = client
+    return client
+
+
+def upstream_body(exchange: Exchange, target: Target) -> dict:
+    chat, snap = exchange.chat, exchange.snapshot
+    assert chat is not None and snap is not None
+    body = dict(chat.body)
+    body["model"] = target.model
+    body["messages"] = snap.redaction.upstream_messages(body["messages"])
+    guard = exchange.guard
+    if guard is not None and guard.injected_cap is not None:
+        field = "max_completion_tokens" if target.kind in _COMPLETION_TOKENS_KINDS else "max_tokens"
+        body[field] = guard.injected_cap
+    return body
+
+
+def all_failed(exchange: Exchange, last: UpstreamError | None) -> GatewayError:
+    if last is not None and not last.retryable:
+        # The upstream (or the translation to its format) refused the request itself, a
+        # 400 say: another target would refuse it too, and the client needs the reason.
+        detail = (last.body or {}).get("error") if isinstance(last.body, dict) else None
+        detail = detail if isinstance(detail, dict) else {}
+        status = last.status if last.status and 400 <= last.status < 500 else 502
+        return GatewayError(
+            status,
+            str(detail.get("message") or last.message),
+            type="invalid_request_error",
+            code=detail.get("code") or last.kind,
+            param=detail.get("param"),
+            outcome="upstream_error",
+        )
+    if exchange.attempts and all(a.get("kind") == "circuit_open" for a in exchange.attempts):
+        return errors.upstream_failed(
+            "Every upstream target of this route is failing (circuit open); try again shortly.",
+            status=503,
+            code="circuit_open",
+        )
+    tried = ", ".join(
+        f"{a['provider']}/{a['model']}: {a.get('kind', 'error')}" for a in exchange.attempts
+    )
+    if exchange.attempts and all(a.get("kind") == "timeout" for a in exchange.attempts):
+        return errors.upstream_failed(
+            f"Every upstream target timed out ({tried}).", status=504, code="upstream_timeout"
+        )
+    return errors.upstream_failed(f"Every upstream target failed ({tried}).")
+
+
+async def try_targets(exchange: Exchange, start: Callable[[Target], Awaitable[T]]) -> T:
+    """Run `start` on each target in turn, with retries, until one succeeds.
+
+    Targets come in the route strategy's order (hints applied); an open circuit is skipped
+    without waiting, and after its cool-down exactly one request across all processes
+    probes it.
+    """
+    route, chat = exchange.route, exchange.chat
+    assert route is not None and chat is not None
+    last: UpstreamError | None = None
+    await circuit_breaker.refresh(route.targets)
+    ordered = order_targets(
+        route, hints=chat.hints, now=time.monotonic(), skip=circuit_breaker.is_open
+    )
+    for target in ordered:
+        if not await circuit_breaker.allow(target):
+            exchange.attempts.append(
+                {
+                    "provider": target.provider_name,
+                    "model": target.model,
+                    "ms": 0,
+                    "ok": False,
+                    "kind": "circuit_open",
+                    "skipped": True,
+                }
+            )
+            continue
+        retries = 0
+        retry_budget.on_attempt(target.key)
+        while True:
+            started = time.perf_counter()
+            try:
+                result = await start(target)
+            except UpstreamError as exc:
+                note_attempt(exchange, target, started, exc)
+                await circuit_breaker.record(target, ok=False, kind=exc.kind)
+                if exc.kind == "timeout":
+                    # A hanging target's average must rise, or latency routing keeps it first.
+                    latency_tracker.observe(target.key, time.perf_counter() - started)
+                last = exc
+                if not exc.retryable:
+                    raise all_failed(exchange, exc) from None
+                delay = may_retry(target, exc, retries)
+                if delay is None:
+                    break
+                retries += 1
+                await asyncio.sleep(delay)
+                if not await circuit_breaker.allow(target):
+                    break  # that failure opened the circuit
+                continue
+            note_attempt(exchange, target, started, None)
+            await circuit_breaker.record(target, ok=True)
+            exchange.target = target
+            exchange.first_token_at = time.perf_counter()
+            latency_tracker.observe(target.key, exchange.first_token_at - started)
+            return result
+    raise all_failed(exchange, last)
+
+
+async def open_stream(exchange: Exchange) -> tuple[AsyncIterator[dict], dict]:
+    """Try targets until one yields its first chunk; nothing has reached the client yet."""
+    client = upstream_client()
+
+    async def start(target: Target) -> tuple[AsyncIterator[dict], dict]:
+        stream = provider_for(target.kind).stream(target, upstream_body(exchange, target), client)
+        wait = target.first_byte_timeout_s or target.timeout_s
+        try:
+            first = await asyncio.wait_for(anext(stream), wait)
+        except TimeoutError:
+            await stream.aclose()  # type: ignore[attr-defined]
+            raise UpstreamError(f"no first byte within {wait:g} s", kind="timeout") from None
+        except UpstreamError:
+            await stream.aclose()  # type: ignore[attr-defined]
+            raise
+        except (UpstreamStreamError, StopAsyncIteration) as exc:
+            # Broken before anything was forwarded: still safe to try the next target.
+            await stream.aclose()  # type: ignore[attr-defined]
+            raise UpstreamError(str(exc) or "empty stream", kind="bad_response") from None
+        return stream, first
+
+    return await try_targets(exchange, start)
+
+
+@contextlib.asynccontextmanager
+async def request_deadline(exchange: Exchange) -> AsyncIterator[None]:
+    """The client's own `timeout` hint bounds every attempt together (504 when it passes)."""
+    assert exchange.chat is not None
+    limit = exchange.chat.hints.timeout_s
+    if limit is None:
+        yield
+        return
+    try:
+        async with asyncio.timeout(limit):
+            yield
+    except TimeoutError:
+        raise errors.upstream_failed(
+            f"No answer within the requested {limit:g} s.", status=504, code="upstream_timeout"
+        ) from None
