@@ -1,14 +1,16 @@
 """The proxy path: from an authenticated request to the upstream answer and its audit row.
 
 Order of work for one request (ARCHITECTURE.md walks through it):
-1. `snapshots.aget()` — the in-memory configuration (no ORM once warm).
-2. `authenticate()` — key → tenant, from the snapshot.
-3. `parse_chat_request()` — checks the body, keeps unknown fields for pass-through.
+1. `snapshots.aget()`: the in-memory configuration (no ORM once warm).
+2. `authenticate()`: key to tenant, from the snapshot.
+3. `parse_chat_request()`: checks the body and the routing hints, keeps unknown fields
+   for pass-through.
 4. the route for (tenant, name), and the key's allow-list.
-5. each target in order until one answers; a connect error, timeout, 429 or 5xx before
-   the first byte reaches the client moves to the next one.
-6. the answer (JSON, or SSE forwarded chunk by chunk), then one audit row handed to the
-   writer queue, never written on the response path.
+5. `_govern()`: policies, then one atomic Redis admission for every rate limit and budget.
+6. the response cache, when the route has one.
+7. `upstream.try_targets()`: targets in the strategy's order, circuits, retries, fallback.
+8. the answer (JSON, or SSE relayed chunk by chunk by `relay.relay()`), one audit row
+   handed to the writer queue, and the settlement of what was reserved.
 """
 
 from __future__ import annotations

@@ -1,0 +1,95 @@
+"""The structure that makes the proxy fast, asserted directly: once warm, a request makes
+no database query and a fixed, small number of Redis round trips."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+
+import orjson
+import pytest
+import redis.asyncio
+from asgiref.sync import sync_to_async
+from django.test import AsyncClient
+
+from billing.governance import governor
+from billing.models import Budget, RateLimit
+from tests import factories
+from tests.conftest import count_queries_everywhere
+
+pytestmark = pytest.mark.django_db(transaction=True)
+USER = [{"role": "user", "content": "Hello there"}]
+
+
+@contextmanager
+def count_redis_round_trips() -> Iterator[list[str]]:
+    """Every command any asyncio Redis client sends (a Lua script call is one)."""
+    sent: list[str] = []
+    original = redis.asyncio.Redis.execute_command
+
+    async def execute_command(self, *args, **options):  # type: ignore[no-untyped-def]
+        sent.append(str(args[0]))
+        return await original(self, *args, **options)
+
+    redis.asyncio.Redis.execute_command = execute_command  # type: ignore[method-assign]
+    try:
+        yield sent
+    finally:
+        redis.asyncio.Redis.execute_command = original  # type: ignore[method-assign]
+
+
+@pytest.fixture
+def world(transactional_db, settings):
+    # Keep the periodic checks (config generation, circuit states) out of the window.
+    settings.GATEWAY_SNAPSHOT_CHECK_SECONDS = 60
+    settings.GATEWAY_CIRCUIT_CACHE_SECONDS = 60
+    tenant = factories.make_tenant("fast")
+    local = factories.make_provider("local", kind="stub")
+    echo = factories.make_model(local, "echo")
+    governed = factories.make_route("governed", echo)
+    factories.make_route("free", echo)
+    issued = factories.make_key(tenant)
+    RateLimit.objects.create(scope="key", api_key=issued.api_key, rpm=10_000, tpm=10_000_000)
+    RateLimit.objects.create(scope="tenant", tenant=tenant, rpm=10_000)
+    Budget.objects.create(scope="route", route=governed, period="monthly", max_cost_usd=Decimal(9))
+    Budget.objects.create(scope="tenant", tenant=tenant, period="daily", max_tokens=10**9)
+    unlimited = factories.make_key(factories.make_tenant("unlimited"))
+    return {"governed": issued.plaintext, "unlimited": unlimited.plaintext}
+
+
+async def ask(key: str, route: str, stream: bool = False) -> None:
+    response = await AsyncClient().post(
+        "/v1/chat/completions",
+        data=orjson.dumps({"model": route, "messages": USER, "stream": stream}),
+        content_type="application/json",
+        headers={"authorization": f"Bearer {key}"},
+    )
+    assert response.status_code == 200, response.content
+    if stream:
+        _ = [part async for part in response.streaming_content]
+
+
+async def test_a_governed_request_costs_two_redis_round_trips_and_no_query(world):
+    await governor.reset_for_tests()
+    key = world["governed"]
+    for stream in (False, True):  # warm: snapshot, budget counters, circuit states
+        await ask(key, "governed", stream)
+    with count_queries_everywhere() as queries, count_redis_round_trips() as sent:
+        for _ in range(3):
+            await ask(key, "governed")
+            await ask(key, "governed", stream=True)
+    assert queries.queries == []
+    # Per request: one admission script (2 rate limits + 2 budgets at once), one settlement.
+    assert sent == ["EVALSHA", "EVALSHA"] * 6
+
+
+async def test_an_ungoverned_request_touches_neither_redis_nor_the_database(world):
+    key = world["unlimited"]
+    await ask(key, "free")
+    with count_queries_everywhere() as queries, count_redis_round_trips() as sent:
+        for _ in range(3):
+            await ask(key, "free")
+            await ask(key, "free", stream=True)
+    assert queries.queries == []
+    assert sent == []
