@@ -211,9 +211,11 @@ async def fixed_rate(
         tasks.append(asyncio.ensure_future(one(scheduled)))
         result.sent += 1
     await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - start
     for conn in idle:
         conn.close()
-    return result.summary()
+    # Below the offered rate when the server could not keep up (requests queued up).
+    return {**result.summary(), "achieved_rps": result.ok / elapsed if elapsed > 0 else None}
 
 
 def _content_of(event: bytes) -> str | None:

@@ -67,6 +67,8 @@ PROFILE = env("BENCH_PROFILE", "0") != "0"  # an extra, unmeasured run under py-
 RESULTS_MD = BENCH / "results.md"
 RESULTS_JSON = BENCH / "results.json"
 UPSTREAM_KEY_ENV = "BENCH_UPSTREAM_API_KEY"
+# LiteLLM refuses to start without a master key; without a database it is only compared.
+LITELLM_KEY = "sk-bench-9f8e7d6c5b4a39281706f5e4d3c2b1a0"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -173,13 +175,28 @@ def proc_status_kb(pid: int, field_name: str) -> int | None:
     return None
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> float | None:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return 0.0
+        return None
     fields = stat[stat.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+
+
+def cpu_snapshot(groups: dict[str, list[int]]) -> dict[str, dict[int, float]]:
+    """CPU seconds of each process still alive (a process that exited drops out)."""
+    snapshot: dict[str, dict[int, float]] = {}
+    for group, pids in groups.items():
+        seconds = {pid: cpu_seconds(pid) for pid in pids}
+        snapshot[group] = {pid: value for pid, value in seconds.items() if value is not None}
+    return snapshot
+
+
+def machine_busy_seconds() -> float:
+    """CPU time every process on the machine has used, all CPUs together."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    return (sum(values[:8]) - values[3] - values[4]) / CLK_TCK
 
 
 def pids_named(name: str) -> list[int]:
@@ -503,16 +520,23 @@ def measure(target: Target, workdir: Path, upstream_pid: int, procs: Processes) 
     log(f"{target.label}: 16 connections, {DURATION:g} s (sampling CPU)")
     watched = {"upstream": [upstream_pid]}
     if target.master_pid:
-        watched["workers"] = worker_pids(target.master_pid)
+        watched["server"] = worker_pids(target.master_pid)
     watched["redis"] = pids_named("redis-server")
     watched["postgres"] = pids_named("postgres")
-    cpu0 = {k: sum(cpu_seconds(p) for p in pids) for k, pids in watched.items()}
+    cpu0, busy0 = cpu_snapshot(watched), machine_busy_seconds()
     t0 = time.monotonic()
     res["c16"] = wrk(target.url, script, connections=16, seconds=DURATION)
     wall = time.monotonic() - t0
-    cpu1 = {k: sum(cpu_seconds(p) for p in pids) for k, pids in watched.items()}
-    res["cpu_c16_pct"] = {k: round(100 * (cpu1[k] - cpu0[k]) / wall) for k in watched}
-    res["cpu_c16_pct"]["wrk"] = round(100 * res["c16"]["wrk_cpu_s"] / wall)
+    cpu1, busy1 = cpu_snapshot(watched), machine_busy_seconds()
+    used = {
+        group: sum(cpu1[group][pid] - cpu0[group][pid] for pid in cpu1[group] if pid in cpu0[group])
+        for group in watched
+    }
+    used["wrk"] = res["c16"]["wrk_cpu_s"]
+    used["other"] = max(0.0, (busy1 - busy0) - sum(used.values()))
+    res["cpu_c16_pct"] = {group: round(100 * seconds / wall) for group, seconds in used.items()}
+    serving = used.get("server", used["upstream"])
+    res["cpu_ms_per_request"] = 1000 * serving / max(1, res["c16"]["requests"])
     sent += res["c16"]["requests"]
 
     if target.full:
@@ -607,15 +631,16 @@ def profile(target: Target, script: Path, workdir: Path) -> dict:
     pyspy = os.environ.get("BENCH_PYSPY") or shutil.which("py-spy")
     if not pyspy or not target.master_pid:
         return {"skipped": "py-spy not found (pip install py-spy, or set BENCH_PYSPY)"}
-    pid = worker_pids(target.master_pid)[0]
     out = workdir / "profile.folded"
-    log(f"{target.label}: profiling worker {pid} with py-spy for {DURATION:g} s")
+    log(f"{target.label}: profiling the workers with py-spy for {DURATION:g} s (not measured)")
     spy = subprocess.Popen(
         [
             pyspy,
             "record",
             "-p",
-            str(pid),
+            str(target.master_pid),
+            "--subprocesses",
+            "--gil",  # only samples holding the GIL: where the CPU goes, not the waits
             "-d",
             f"{DURATION:g}",
             "-r",
@@ -624,7 +649,6 @@ def profile(target: Target, script: Path, workdir: Path) -> dict:
             "raw",
             "-o",
             str(out),
-            "--nonblocking",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -657,7 +681,11 @@ def summarize_profile(folded: Path, top: int = 35) -> str:
             own[_short(frames[-1])] += n
         for name in {_short(f) for f in frames}:
             inclusive[name] += n
-    lines = [f"py-spy, one worker, {total} samples", "", "own time (leaf frame):"]
+    lines = [
+        f"py-spy --gil, every worker, {total} samples, 16 connections",
+        "",
+        "own time (leaf frame):",
+    ]
     lines += [f"{100 * n / total:6.1f}%  {name}" for name, n in own.most_common(top)]
     lines += ["", "inclusive (on the stack):"]
     lines += [f"{100 * n / total:6.1f}%  {name}" for name, n in inclusive.most_common(top)]
@@ -746,6 +774,8 @@ def start_litellm(procs: Processes, workdir: Path, upstream_port: int, cmd: list
                   api_key: sk-bench-upstream
             litellm_settings:
               telemetry: false
+            general_settings:
+              master_key: {LITELLM_KEY}
             """
         )
     )
@@ -859,6 +889,15 @@ def table(results: dict, info: dict, order: list[tuple[str, str]]) -> str:
     row("throughput, 64 connections (req/s; x direct)", throughput("c64"))
     row("latency, 1 connection, p50 (ms; + added)", latency("c1", "p50_ms"))
     row("latency, 1 connection, p99 (ms; + added)", latency("c1", "p99_ms"))
+    row(
+        f"fixed rate {RATE:g} req/s: achieved (req/s)",
+        lambda n, r: (
+            "—"
+            if get(r, "rate", "achieved_rps") is None
+            else fmt(get(r, "rate", "achieved_rps"), 0)
+            + (" (overloaded: queued)" if get(r, "rate", "achieved_rps") < 0.95 * RATE else "")
+        ),
+    )
     row(f"latency at {RATE:g} req/s, p50 (ms; + added)", latency("rate", "p50_ms"))
     row(f"latency at {RATE:g} req/s, p99 (ms; + added)", latency("rate", "p99_ms"))
     row("streaming time to first token, p50 (ms; + added)", latency("stream", "ttft_p50_ms"))
@@ -899,7 +938,7 @@ def table(results: dict, info: dict, order: list[tuple[str, str]]) -> str:
         ),
     )
     row(
-        "Redis script calls per request (governance work)",
+        "Redis script calls per request (governance work; server-wide count)",
         lambda n, r: fmt(r.get("redis_script_calls_per_request")),
     )
     row(
@@ -909,22 +948,15 @@ def table(results: dict, info: dict, order: list[tuple[str, str]]) -> str:
         ),
     )
     row(
-        "CPU during 16 connections (% of a core): server / upstream / wrk / redis / postgres",
-        lambda n, r: (
-            " / ".join(
-                str(r["cpu_c16_pct"].get(k, "—"))
-                for k in ("workers", "upstream", "wrk", "redis", "postgres")
-            )
-            if n != "direct"
-            else " / ".join(
-                [
-                    "—",
-                    *(
-                        str(r["cpu_c16_pct"].get(k, "—"))
-                        for k in ("upstream", "wrk", "redis", "postgres")
-                    ),
-                ]
-            )
+        "CPU per request at 16 connections (ms; server, or upstream for direct)",
+        lambda n, r: fmt(r.get("cpu_ms_per_request")),
+    )
+    row(
+        "CPU at 16 connections (% of one core): server / upstream / wrk / redis / postgres / "
+        "everything else on the machine",
+        lambda n, r: " / ".join(
+            str(r.get("cpu_c16_pct", {}).get(k, "—"))
+            for k in ("server", "upstream", "wrk", "redis", "postgres", "other")
         ),
     )
 
@@ -1072,7 +1104,7 @@ def main() -> int:
                     "litellm",
                     "LiteLLM proxy (no DB)",
                     f"http://127.0.0.1:{port}/v1",
-                    "sk-any",
+                    LITELLM_KEY,
                     master_pid=proc.pid,
                 )
                 results["litellm"] = measure(target, workdir, upstream.pid, procs)

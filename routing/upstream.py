@@ -89,12 +89,109 @@ def all_failed(exchange: Exchange, last: UpstreamError | None) -> GatewayError:
     return errors.upstream_failed(f"Every upstream target failed ({tried}).")
 
 
+class _GaveUp(Exception):
+    """A target failed for good (retries spent); `fatal` when no other target may help."""
+
+    def __init__(self, error: UpstreamError, *, fatal: bool, tried: int = 1) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.fatal = fatal
+        self.tried = tried  # targets used up (2 after a hedged pair)
+
+
+async def _attempt(
+    exchange: Exchange, target: Target, start: Callable[[Target], Awaitable[T]]
+) -> T:
+    """One target, with its retries; raises _GaveUp when done with it."""
+    retries = 0
+    retry_budget.on_attempt(target.key)
+    while True:
+        started = time.perf_counter()
+        try:
+            result = await start(target)
+        except UpstreamError as exc:
+            note_attempt(exchange, target, started, exc)
+            await circuit_breaker.record(target, ok=False, kind=exc.kind)
+            if exc.kind == "timeout":
+                # A hanging target's average must rise, or latency routing keeps it first.
+                latency_tracker.observe(target.key, time.perf_counter() - started)
+            if not exc.retryable:
+                raise _GaveUp(exc, fatal=True) from None
+            delay = may_retry(target, exc, retries)
+            if delay is None:
+                raise _GaveUp(exc, fatal=False) from None
+            retries += 1
+            await asyncio.sleep(delay)
+            if not await circuit_breaker.allow(target):
+                raise _GaveUp(exc, fatal=False) from None  # that failure opened the circuit
+            continue
+        note_attempt(exchange, target, started, None)
+        await circuit_breaker.record(target, ok=True)
+        latency_tracker.observe(target.key, time.perf_counter() - started)
+        return result
+
+
+async def _hedged(
+    exchange: Exchange,
+    first: Target,
+    second: Target,
+    start: Callable[[Target], Awaitable[T]],
+    delay: float,
+) -> tuple[Target, T] | None:
+    """Start `second` if `first` has not answered after `delay`; keep whichever answers
+    first and cancel the other. None when `first` finished (badly) before the delay, so
+    the caller goes on as without hedging."""
+    tasks = {asyncio.ensure_future(_attempt(exchange, first, start)): first}
+    done, _ = await asyncio.wait(tasks, timeout=delay)
+    if done:
+        task = done.pop()
+        try:
+            return first, task.result()
+        except _GaveUp as gave_up:
+            if gave_up.fatal:
+                raise
+            return None
+    if await circuit_breaker.allow(second):
+        tasks[asyncio.ensure_future(_attempt(exchange, second, start))] = second
+        exchange.metadata["hedged"] = True
+    last: _GaveUp | None = None
+    pending = set(tasks)
+    try:
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task.exception() is None:
+                    return tasks[task], task.result()
+                error = task.exception()
+                if isinstance(error, _GaveUp):
+                    last = error
+                else:
+                    raise error  # type: ignore[misc]
+    finally:
+        for task in pending:
+            task.cancel()
+            loser = tasks[task]
+            exchange.attempts.append(
+                {
+                    "provider": loser.provider_name,
+                    "model": loser.model,
+                    "ms": 0,
+                    "ok": False,
+                    "kind": "hedge_cancelled",
+                }
+            )
+        await asyncio.gather(*pending, return_exceptions=True)
+    assert last is not None
+    raise _GaveUp(last.error, fatal=last.fatal, tried=len(tasks))
+
+
 async def try_targets(exchange: Exchange, start: Callable[[Target], Awaitable[T]]) -> T:
     """Run `start` on each target in turn, with retries, until one succeeds.
 
     Targets come in the route strategy's order (hints applied); an open circuit is skipped
     without waiting, and after its cool-down exactly one request across all processes
-    probes it.
+    probes it. With `hedge_after_ms` on the route, the second target is started when the
+    first has sent nothing after that long, and the faster answer wins.
     """
     route, chat = exchange.route, exchange.chat
     assert route is not None and chat is not None
@@ -103,7 +200,10 @@ async def try_targets(exchange: Exchange, start: Callable[[Target], Awaitable[T]
     ordered = order_targets(
         route, hints=chat.hints, now=time.monotonic(), skip=circuit_breaker.is_open
     )
-    for target in ordered:
+    index = 0
+    while index < len(ordered):
+        target = ordered[index]
+        index += 1
         if not await circuit_breaker.allow(target):
             exchange.attempts.append(
                 {
@@ -116,35 +216,25 @@ async def try_targets(exchange: Exchange, start: Callable[[Target], Awaitable[T]
                 }
             )
             continue
-        retries = 0
-        retry_budget.on_attempt(target.key)
-        while True:
-            started = time.perf_counter()
-            try:
-                result = await start(target)
-            except UpstreamError as exc:
-                note_attempt(exchange, target, started, exc)
-                await circuit_breaker.record(target, ok=False, kind=exc.kind)
-                if exc.kind == "timeout":
-                    # A hanging target's average must rise, or latency routing keeps it first.
-                    latency_tracker.observe(target.key, time.perf_counter() - started)
-                last = exc
-                if not exc.retryable:
-                    raise all_failed(exchange, exc) from None
-                delay = may_retry(target, exc, retries)
-                if delay is None:
-                    break
-                retries += 1
-                await asyncio.sleep(delay)
-                if not await circuit_breaker.allow(target):
-                    break  # that failure opened the circuit
-                continue
-            note_attempt(exchange, target, started, None)
-            await circuit_breaker.record(target, ok=True)
-            exchange.target = target
-            exchange.first_token_at = time.perf_counter()
-            latency_tracker.observe(target.key, exchange.first_token_at - started)
-            return result
+        try:
+            if route.hedge_after_ms is not None and index < len(ordered):
+                outcome = await _hedged(
+                    exchange, target, ordered[index], start, route.hedge_after_ms / 1000
+                )
+                if outcome is None:
+                    continue  # the first failed before the hedge delay: next in line
+                target, result = outcome
+            else:
+                result = await _attempt(exchange, target, start)
+        except _GaveUp as gave_up:
+            last = gave_up.error
+            if gave_up.fatal:
+                raise all_failed(exchange, last) from None
+            index += gave_up.tried - 1
+            continue
+        exchange.target = target
+        exchange.first_token_at = time.perf_counter()
+        return result
     raise all_failed(exchange, last)
 
 
@@ -160,7 +250,8 @@ async def open_stream(exchange: Exchange) -> tuple[AsyncIterator[dict], dict]:
         except TimeoutError:
             await stream.aclose()  # type: ignore[attr-defined]
             raise UpstreamError(f"no first byte within {wait:g} s", kind="timeout") from None
-        except UpstreamError:
+        except (UpstreamError, asyncio.CancelledError):
+            # Cancelled: a hedged twin answered first, or the client left.
             await stream.aclose()  # type: ignore[attr-defined]
             raise
         except (UpstreamStreamError, StopAsyncIteration) as exc:

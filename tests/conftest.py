@@ -109,7 +109,7 @@ def _fresh_redis():
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _close_worker_thread_connections():
+def _close_worker_thread_connections(django_db_setup):
     """Async tests run ORM calls on asgiref's shared worker thread; close its connection
     at the end so the test database can be dropped."""
     yield

@@ -100,6 +100,20 @@ class GatewayProcess:
                 time.sleep(0.1)
         raise RuntimeError(f"gateway did not start:\n{self.log()}")
 
+    def drain(self, timeout: float = 5.0) -> None:
+        """Wait until the server has written every audit row it queued (its /ready says how
+        many are pending), so they land in this test, not in the next one."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                pending = httpx.get(f"{self.base_url}/ready", timeout=2).json()["audit_pending"]
+            except (httpx.HTTPError, KeyError, ValueError):
+                return
+            if pending == 0:
+                time.sleep(0.1)  # a batch taken off the queue may still be in its INSERT
+                return
+            time.sleep(0.05)
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
@@ -150,3 +164,14 @@ class RedisServer:
         if self.process and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+
+def stop_quietly(*processes: GatewayProcess, django_db_blocker) -> None:  # type: ignore[no-untyped-def]
+    """Stop gateway processes, then drop the audit rows their shutdown flush wrote late, so
+    they do not appear in the next test module's database."""
+    for process in processes:
+        process.stop()
+    from audit.models import AuditEvent
+
+    with django_db_blocker.unblock():
+        AuditEvent.objects.all().delete()

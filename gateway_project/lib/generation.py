@@ -1,11 +1,10 @@
-"""A cross-process "configuration changed" counter.
+"""A cross-process "configuration changed" signal: the config generation.
 
 Every process keeps the gateway configuration in memory; a write in the admin (or any
-service) bumps this counter, and each process compares it with the generation its
+service) sets a new generation token, and each process compares it with the token its
 snapshot was built from at most once per GATEWAY_SNAPSHOT_CHECK_SECONDS. With Redis the
-counter is a Redis key (shared by every replica); without it, the modification time of a
-file in GATEWAY_STATE_DIR (shared by every process on the machine, which is all the
-embedded SQLite setup has).
+token is a Redis key (shared by every replica); without it, a file in GATEWAY_STATE_DIR
+(shared by every process on the machine, which is all the embedded SQLite setup has).
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import uuid
 from pathlib import Path
 
 from django.conf import settings
@@ -47,19 +47,20 @@ def async_redis():  # type: ignore[no-untyped-def]
 
 
 def bump() -> None:
-    """Tell every process that the configuration changed."""
+    """Tell every process that the configuration changed.
+
+    The generation is a fresh random token, not a counter: a counter restarted by a Redis
+    flush could climb back to the very value a process holds, and that process would miss
+    the change.
+    """
+    token = uuid.uuid4().hex
     if settings.REDIS_URL:
-        _redis().incr(REDIS_KEY)
+        _redis().set(REDIS_KEY, token)
         return
     path = _file()
-    # A counter inside the file guards against coarse mtime resolution.
-    try:
-        value = int(path.read_text() or "0") + 1
-    except (FileNotFoundError, ValueError):
-        value = 1
     # A private temporary name: concurrent bumps must not rename each other's file away.
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(str(value))
+    tmp.write_text(token)
     os.replace(tmp, path)
 
 

@@ -16,7 +16,7 @@ from audit.models import AuditEvent
 from billing.models import Budget, RateLimit
 from routing.models import Route
 from tests import factories
-from tests.live import GatewayProcess
+from tests.live import GatewayProcess, stop_quietly
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -33,8 +33,7 @@ PROMPT = [{"role": "user", "content": "tell me a long story about " + "dragons "
 def two_gateways(django_db_setup, django_db_blocker):
     processes = [GatewayProcess().start(), GatewayProcess().start()]
     yield processes
-    for process in processes:
-        process.stop()
+    stop_quietly(*processes, django_db_blocker=django_db_blocker)
 
 
 @pytest.fixture

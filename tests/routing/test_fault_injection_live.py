@@ -23,7 +23,7 @@ from billing.models import Budget, RateLimit
 from routing.models import Route
 from tests import factories
 from tests.fakes.upstreams import refused_base_url
-from tests.live import GatewayProcess, RedisServer
+from tests.live import GatewayProcess, RedisServer, stop_quietly
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -37,7 +37,7 @@ def stack(django_db_setup, django_db_blocker):
     server = RedisServer().start()
     gateway = GatewayProcess(extra_env={"REDIS_URL": server.url}).start()
     yield server, gateway
-    gateway.stop()
+    stop_quietly(gateway, django_db_blocker=django_db_blocker)
     server.stop()
 
 
@@ -281,6 +281,11 @@ def test_the_sdk_raises_on_an_error_event(world):
     client = openai.OpenAI(
         base_url=f"{world['gateway'].base_url}/v1", api_key=world["key"], max_retries=0
     )
-    with pytest.raises(openai.APIError):
-        for _ in client.chat.completions.create(model="fragile", messages=HELLO, stream=True):
-            pass
+    with client.chat.completions.with_streaming_response.create(
+        model="fragile", messages=HELLO, stream=True
+    ) as raw:
+        request_id = raw.headers["x-request-id"]
+        with pytest.raises(openai.APIError):
+            for _ in raw.parse():
+                pass
+    assert audit_row(request_id).outcome == "upstream_error"

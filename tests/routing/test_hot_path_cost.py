@@ -10,7 +10,6 @@ from decimal import Decimal
 import orjson
 import pytest
 import redis.asyncio
-from asgiref.sync import sync_to_async
 from django.test import AsyncClient
 
 from billing.governance import governor

@@ -10,6 +10,7 @@ import pytest
 
 from audit.models import AuditEvent
 from providers.models import Provider
+from routing.models import Route
 from tenants.services import api_key_revoke
 from tests import factories
 from tests.fakes.upstreams import refused_base_url
@@ -29,6 +30,12 @@ WEATHER_TOOL = {
     },
 }
 HELLO = [{"role": "user", "content": "Say hello"}]
+
+
+@pytest.fixture(autouse=True)
+def _drain_the_server(gateway):
+    yield
+    gateway.drain()
 
 
 @pytest.fixture
@@ -487,3 +494,36 @@ def test_tags_from_the_gateway_extension_land_on_the_audit_row(world):
     )
     row = audit_row(raw.headers["x-request-id"])
     assert row.metadata["tags"] == {"feature": "chat", "user_id": "u_123"}
+
+
+def test_hedging_starts_the_next_target_and_keeps_the_faster_answer(world):
+    route = factories.make_route(
+        "hedged",
+        world["models"][("fake-openai", "stall")],
+        world["models"][("fake-anthropic", "ok")],
+        tenant=world["acme"],
+    )
+    Route.objects.filter(pk=route.pk).update(hedge_after_ms=200)
+    Route.objects.get(pk=route.pk).save()
+    time.sleep(0.1)
+    for stream in (False, True):
+        started = time.monotonic()
+        if stream:
+            with world["client"].chat.completions.with_streaming_response.create(
+                model="hedged", messages=HELLO, stream=True
+            ) as raw:
+                request_id = raw.headers["x-request-id"]
+                text = "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
+        else:
+            raw = world["client"].chat.completions.with_raw_response.create(
+                model="hedged", messages=HELLO
+            )
+            request_id = raw.headers["x-request-id"]
+            text = raw.parse().choices[0].message.content
+        assert text.startswith("fake-anthropic")
+        assert time.monotonic() - started < 1.5  # well before the stalled target's 2 s timeout
+        row = audit_row(request_id)
+        assert row.metadata.get("hedged") is True
+        assert row.provider == "fake-anthropic"
+        kinds = {(a["provider"], a.get("kind")) for a in row.attempt_log}
+        assert ("fake-openai", "hedge_cancelled") in kinds
