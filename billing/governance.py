@@ -182,10 +182,8 @@ class Governor:
         raise GovernanceUnavailable("budget counters could not be rebuilt")
 
     async def _rebuild(self, missing: list[tuple[BudgetSpec, Period]]) -> None:
-        from billing.selectors import budget_spend_in_period
-
         for budget, period in missing:
-            tokens, cost = await sync_to_async(budget_spend_in_period, thread_sensitive=False)(
+            tokens, cost = await sync_to_async(_ledger_total, thread_sensitive=False)(
                 scope=budget.scope,
                 subject_id=budget.subject_id,
                 start=period.start,
@@ -243,6 +241,19 @@ class Governor:
         for key in keys:
             if not key.startswith(b"gw:config"):
                 await client.delete(key)
+
+
+def _ledger_total(**kwargs: object) -> tuple[int, Decimal]:
+    """The ledger sum, on a pool thread whose connection is closed again afterwards
+    (rebuilds are rare; an idle connection per pool thread would linger)."""
+    from django.db import connection
+
+    from billing.selectors import budget_spend_in_period
+
+    try:
+        return budget_spend_in_period(**kwargs)  # type: ignore[arg-type]
+    finally:
+        connection.close()
 
 
 def _or_none(value: int | None) -> int:
