@@ -83,14 +83,16 @@ def count_queries_everywhere() -> Iterator[QueryCounter]:
 
 @pytest.fixture(scope="session", autouse=True)
 def _remove_state_dir():
-    """The run's own state directory (SQLite file, logs) goes when the run ends."""
-    yield
+    """The run's own state directory (SQLite file, logs) goes when the process exits:
+    after pytest-django has dropped the test database in it, not before."""
+    import atexit
     import shutil
 
     from django.conf import settings
 
     if settings.STATE_DIR.name.startswith("test-"):
-        shutil.rmtree(settings.STATE_DIR, ignore_errors=True)
+        atexit.register(shutil.rmtree, settings.STATE_DIR, ignore_errors=True)
+    yield
 
 
 @pytest.fixture(scope="session", autouse=True)
