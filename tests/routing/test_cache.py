@@ -235,11 +235,6 @@ async def test_an_unreachable_redis_means_no_cache_rather_than_an_error(settings
     assert await cache.lookup(r, tenant, body()) is None
 
 
-@pytest.mark.skip(reason="bypass (x-gateway.cache=false, Cache-Control) is decided in the proxy")
-def test_a_request_can_bypass_the_cache():
-    pass
-
-
 # --- replay as a stream ------------------------------------------------------------------
 
 
