@@ -31,6 +31,30 @@ def _fresh_state():
 
 
 @pytest.fixture
+def fresh_circuits() -> Iterator[None]:
+    """No circuit state before or after the test: Redis keys and this process's copy."""
+    from asgiref.sync import async_to_sync
+
+    from gateway_project.lib import redis_client
+    from providers.circuit import KEY_PREFIX, breaker
+
+    async def delete_circuit_keys() -> None:
+        client = redis_client.new_client()
+        try:
+            keys = [key async for key in client.scan_iter(match=f"{KEY_PREFIX}*")]
+            if keys:
+                await client.delete(*keys)
+        finally:
+            await client.aclose()
+
+    async_to_sync(delete_circuit_keys)()
+    breaker.forget()
+    yield
+    async_to_sync(delete_circuit_keys)()
+    breaker.forget()
+
+
+@pytest.fixture
 def acme(db):
     return factories.make_tenant("acme")
 

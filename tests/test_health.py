@@ -2,39 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
 
 import orjson
 import pytest
-from asgiref.sync import async_to_sync
 from django.test import AsyncClient
 
-from gateway_project.lib import redis_client
 from providers.base import Target
-from providers.circuit import KEY_PREFIX, breaker
+from providers.circuit import breaker
 from tests import factories
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-async def _delete_circuit_keys() -> None:
-    client = redis_client.new_client()
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{KEY_PREFIX}*")]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
-
-
 @pytest.fixture(autouse=True)
-def _fresh_circuits() -> Iterator[None]:
-    async_to_sync(_delete_circuit_keys)()
-    breaker.forget()
-    yield
-    async_to_sync(_delete_circuit_keys)()
-    breaker.forget()
+def _fresh(fresh_circuits: None) -> None:
+    """Every test starts with every circuit closed (tests/conftest.py)."""
 
 
 async def open_circuit(provider: str, model: str) -> None:

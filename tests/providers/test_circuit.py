@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import pytest
@@ -57,23 +57,9 @@ def target(
     )
 
 
-async def _delete_circuit_keys() -> None:
-    client = redis_client.new_client()
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{KEY_PREFIX}*")]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
-
-
 @pytest.fixture(autouse=True)
-def _fresh_circuits() -> Iterator[None]:
-    async_to_sync(_delete_circuit_keys)()
-    breaker.forget()
-    yield
-    async_to_sync(_delete_circuit_keys)()
-    breaker.forget()
+def _fresh(fresh_circuits: None) -> None:
+    """Every test starts with every circuit closed (tests/conftest.py)."""
 
 
 @pytest.fixture
