@@ -31,6 +31,22 @@ def _fresh_state():
 
 
 @pytest.fixture
+def saved() -> Iterator[list[str]]:
+    """The models saved during the test (post_save is what invalidates the proxy's snapshot,
+    so a write path that skips it would leave every process serving stale config)."""
+    from django.db.models.signals import post_save
+
+    seen: list[str] = []
+
+    def record(sender: type, **kwargs: object) -> None:
+        seen.append(sender.__name__)
+
+    post_save.connect(record, weak=False, dispatch_uid="tests-saved")
+    yield seen
+    post_save.disconnect(dispatch_uid="tests-saved")
+
+
+@pytest.fixture
 def fresh_circuits() -> Iterator[None]:
     """No circuit state before or after the test: Redis keys and this process's copy."""
     from asgiref.sync import async_to_sync

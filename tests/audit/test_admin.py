@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
-from django.db.models.signals import post_save
 from django.urls import reverse
 from django.utils import timezone
 
@@ -14,19 +12,6 @@ from audit.admin import EstimatedCountPaginator
 from audit.models import AuditEvent, RedactionRule
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def saved() -> Iterator[list[str]]:
-    """The models saved (post_save, which invalidates the proxy's snapshot) during the test."""
-    seen: list[str] = []
-
-    def record(sender: type, **kwargs: object) -> None:
-        seen.append(sender.__name__)
-
-    post_save.connect(record, weak=False, dispatch_uid="test-audit-saved")
-    yield seen
-    post_save.disconnect(dispatch_uid="test-audit-saved")
 
 
 def make_event(tenant=None, **fields: object) -> AuditEvent:

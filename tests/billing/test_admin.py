@@ -3,12 +3,10 @@ show their current spend, and budget alerts are a read-only record."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
 from django.db import connection
-from django.db.models.signals import post_save
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
@@ -19,19 +17,6 @@ from billing.periods import period_for
 from tests import factories
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def saved() -> Iterator[list[str]]:
-    """The models saved (post_save, which invalidates the proxy's snapshot) during the test."""
-    seen: list[str] = []
-
-    def record(sender: type, **kwargs: object) -> None:
-        seen.append(sender.__name__)
-
-    post_save.connect(record, weak=False, dispatch_uid="test-billing-saved")
-    yield seen
-    post_save.disconnect(dispatch_uid="test-billing-saved")
 
 
 @pytest.mark.parametrize(

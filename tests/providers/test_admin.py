@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
-from django.db.models.signals import post_save
 from django.urls import reverse
 
 from providers.models import Provider
 from tests import factories
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def saved() -> Iterator[list[str]]:
-    """The models saved (post_save, which invalidates the proxy's snapshot) during the test."""
-    seen: list[str] = []
-
-    def record(sender: type, **kwargs: object) -> None:
-        seen.append(sender.__name__)
-
-    post_save.connect(record, weak=False, dispatch_uid="test-providers-saved")
-    yield seen
-    post_save.disconnect(dispatch_uid="test-providers-saved")
 
 
 @pytest.mark.parametrize(

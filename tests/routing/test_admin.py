@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
 from django.contrib.auth.models import Permission, User
-from django.db.models.signals import post_save
 from django.urls import reverse
 
 from routing import admin_cache
@@ -15,19 +13,6 @@ from routing.models import Route
 from tests import factories
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def saved() -> Iterator[list[str]]:
-    """The models saved (post_save, which invalidates the proxy's snapshot) during the test."""
-    seen: list[str] = []
-
-    def record(sender: type, **kwargs: object) -> None:
-        seen.append(sender.__name__)
-
-    post_save.connect(record, weak=False, dispatch_uid="test-routing-saved")
-    yield seen
-    post_save.disconnect(dispatch_uid="test-routing-saved")
 
 
 def route_form(**changes: str) -> dict[str, str]:
