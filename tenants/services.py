@@ -42,17 +42,39 @@ def tenant_create(
     `api_key_routes_validate`, which needs the tenant to exist for its own routes."""
     return Tenant.objects.create(
         slug=slug,
-        name=name,
-        status=status,
-        metadata=metadata or {},
-        allowed_routes=list(allowed_routes),
-        max_prompt_tokens=max_prompt_tokens,
-        max_output_tokens=max_output_tokens,
-        max_n=max_n,
-        max_body_bytes=max_body_bytes,
-        max_messages=max_messages,
-        max_depth=max_depth,
+        **_tenant_fields(
+            name=name,
+            status=status,
+            metadata=metadata,
+            allowed_routes=allowed_routes,
+            policy={
+                "max_prompt_tokens": max_prompt_tokens,
+                "max_output_tokens": max_output_tokens,
+                "max_n": max_n,
+                "max_body_bytes": max_body_bytes,
+                "max_messages": max_messages,
+                "max_depth": max_depth,
+            },
+        ),
     )
+
+
+def _tenant_fields(
+    *,
+    name: str,
+    status: str,
+    metadata: dict[str, Any] | None,
+    allowed_routes: Sequence[str],
+    policy: dict[str, int | None],
+) -> dict[str, Any]:
+    """The stored values of a tenant, shared by create and upsert."""
+    return {
+        "name": name,
+        "status": status,
+        "metadata": metadata or {},
+        "allowed_routes": list(allowed_routes),
+        **policy,
+    }
 
 
 def tenant_upsert(
@@ -78,18 +100,20 @@ def tenant_upsert(
     return upsert(
         Tenant,
         lookup={"slug": slug},
-        values={
-            "name": name,
-            "status": status,
-            "metadata": metadata or {},
-            "allowed_routes": list(allowed_routes),
-            "max_prompt_tokens": max_prompt_tokens,
-            "max_output_tokens": max_output_tokens,
-            "max_n": max_n,
-            "max_body_bytes": max_body_bytes,
-            "max_messages": max_messages,
-            "max_depth": max_depth,
-        },
+        values=_tenant_fields(
+            name=name,
+            status=status,
+            metadata=metadata,
+            allowed_routes=allowed_routes,
+            policy={
+                "max_prompt_tokens": max_prompt_tokens,
+                "max_output_tokens": max_output_tokens,
+                "max_n": max_n,
+                "max_body_bytes": max_body_bytes,
+                "max_messages": max_messages,
+                "max_depth": max_depth,
+            },
+        ),
     )
 
 
