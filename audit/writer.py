@@ -131,6 +131,7 @@ class AuditWriter:
 
     def _write_batch(self, *, own_thread: bool = False) -> bool:
         """Write one batch; False (with the batch re-queued) if the database refused it."""
+        from audit.bulk import insert_rows
         from audit.models import AuditEvent
         from tenants.services import api_keys_touch
 
@@ -152,7 +153,7 @@ class AuditWriter:
                     last_used[key_id] = max(when, last_used.get(key_id, when))
                 rows.append(fields)
             try:
-                AuditEvent.objects.bulk_create([AuditEvent(**fields) for fields in rows])
+                insert_rows(rows)
             except (OperationalError, InterfaceError):
                 # The database is away: keep the batch and retry, in order.
                 self.failures += 1

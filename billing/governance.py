@@ -16,6 +16,7 @@ in-process Redis (fakeredis with Lua), so behaviour is identical.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -23,11 +24,11 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
 from billing.periods import Period, period_for
+from gateway_project.lib.db import off_loop
 from gateway_project.lib.redis_client import async_client, is_unavailable, register_script
 
 logger = logging.getLogger(__name__)
@@ -183,11 +184,15 @@ class Governor:
 
     async def _rebuild(self, missing: list[tuple[BudgetSpec, Period]]) -> None:
         for budget, period in missing:
-            tokens, cost = await sync_to_async(_ledger_total, thread_sensitive=False)(
-                scope=budget.scope,
-                subject_id=budget.subject_id,
-                start=period.start,
-                end=period.end,
+            tokens, cost = await off_loop(
+                functools.partial(
+                    _ledger_total,
+                    scope=budget.scope,
+                    subject_id=budget.subject_id,
+                    start=period.start,
+                    end=period.end,
+                ),
+                thread_sensitive=False,
             )
             expire_at = (
                 int(period.end.timestamp()) + 86_400 if period.end else int(time.time()) + 10**9

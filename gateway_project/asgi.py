@@ -7,6 +7,8 @@ written before the process exits.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 
 from django.core.asgi import get_asgi_application
@@ -16,24 +18,68 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway_project.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
-from django.core.handlers.asgi import ASGIHandler  # noqa: E402
+from django.core.exceptions import RequestAborted  # noqa: E402
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix  # noqa: E402
 from django.test.utils import override_settings  # noqa: E402
+from django.urls import set_script_prefix  # noqa: E402
 
 from audit.writer import audit_writer  # noqa: E402
 
 
 class ProxyASGIHandler(ASGIHandler):
-    """The handler for the proxy API (/v1/): only the async request-id middleware.
+    """The handler for the proxy API (/v1/): Django's request cycle without its thread hops.
 
-    Django's built-in middleware (sessions, CSRF, auth, messages, ...) is synchronous: under
-    ASGI each one hops to a thread and back for every request, which the benchmark profile
-    showed to be about a quarter of the proxy's CPU. The proxy needs none of it (no
-    cookies, no sessions, no forms); the admin and the management API keep the full stack.
+    Three things in Django's own ASGI handler cost the proxy a thread hand-off per request,
+    together about a third of its CPU in the benchmark profile (bench/README.md):
+    - the synchronous built-in middleware (sessions, CSRF, auth, messages, ...): each one
+      runs in a thread. The proxy needs none of it (no cookies, sessions or forms), so
+      it gets only the async request-id middleware;
+    - `ThreadSensitiveContext` per request, which starts a new executor thread for it;
+    - the `request_started` / `request_finished` signals, whose receivers are synchronous
+      (`close_old_connections`, `reset_queries`, closing caches) and so run in that
+      thread. The proxy never touches the ORM on the request's own context: the one place
+      it reads the database (the configuration snapshot rebuild) runs in a worker thread
+      that checks its connection before and after (`gateway_project.lib.db.off_loop`).
+    The admin and the management API keep Django's full handler and middleware.
     """
 
     def load_middleware(self, is_async: bool = False) -> None:
         with override_settings(MIDDLEWARE=["gateway_project.lib.middleware.RequestIdMiddleware"]):
             super().load_middleware(is_async)
+
+    async def __call__(self, scope, receive, send):  # type: ignore[no-untyped-def]
+        await self.handle(scope, receive, send)
+
+    async def handle(self, scope, receive, send):  # type: ignore[no-untyped-def]
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        set_script_prefix(get_script_prefix(scope))
+        request, error_response = self.create_request(scope, body_file)
+        if request is None:
+            body_file.close()
+            await self.send_response(error_response, send)
+            return
+
+        async def process_request() -> None:
+            response = await self.run_get_response(request)
+            with contextlib.suppress(asyncio.CancelledError):  # the client left mid-send
+                await self.send_response(response, send)
+
+        # As in Django's handler: a client that disconnects cancels the view, which
+        # abandons the upstream call and still writes its audit row (routing.proxy).
+        listening = asyncio.create_task(self.listen_for_disconnect(receive))
+        processing = asyncio.create_task(process_request())
+        try:
+            await asyncio.wait((listening, processing), return_when=asyncio.FIRST_COMPLETED)
+            for task in (listening, processing):
+                if not task.done():
+                    task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, RequestAborted):
+                    await task
+        finally:
+            body_file.close()
 
 
 proxy_asgi_app = ProxyASGIHandler()

@@ -46,6 +46,7 @@ _CLIENT_ERROR_TYPES = frozenset(
     }
 )
 _MAX_MESSAGE = 500
+USER_AGENT = "llm-gateway/1"
 # A bad base URL is as unreachable as a dead host; httpx.InvalidURL is not an HTTPError.
 _UNREACHABLE = (httpx.NetworkError, httpx.UnsupportedProtocol, httpx.ProxyError, httpx.InvalidURL)
 _TRANSPORT_ERRORS = (httpx.HTTPError, httpx.InvalidURL, TimeoutError)
@@ -162,6 +163,21 @@ def interrupted(exc: Exception, *, started: bool) -> Exception:
     return UpstreamStreamError(f"upstream dropped the stream: {exc!r}", kind="connection_lost")
 
 
+def upstream_request(
+    target: Target, url: str, headers: dict[str, str], payload: dict
+) -> httpx.Request:
+    """The POST for one upstream call, built directly rather than by the client's
+    `build_request` (no base URL, cookies or default headers to merge: see
+    providers.transport.UpstreamClient)."""
+    return httpx.Request(
+        "POST",
+        url,
+        content=orjson.dumps(payload),
+        headers={"user-agent": USER_AGENT, **headers},
+        extensions={"timeout": timeouts(target).as_dict()},
+    )
+
+
 async def post_json(
     client: httpx.AsyncClient, target: Target, url: str, headers: dict[str, str], payload: dict
 ) -> dict:
@@ -170,9 +186,7 @@ async def post_json(
         # httpx timeouts bound each read, so a trickling upstream could hold us forever:
         # a non-streamed answer also gets timeout_s as a total deadline.
         async with asyncio.timeout(target.timeout_s):
-            response = await client.post(
-                url, content=orjson.dumps(payload), headers=headers, timeout=timeouts(target)
-            )
+            response = await client.send(upstream_request(target, url, headers, payload))
     except _TRANSPORT_ERRORS as exc:
         raise transport_error(exc) from exc
     if not 200 <= response.status_code < 300:
@@ -192,10 +206,7 @@ async def open_stream(
 ) -> AsyncIterator[httpx.Response]:
     """POST `payload` for a streamed answer; yields the 2xx response, closed on exit."""
     try:
-        request = client.build_request(
-            "POST", url, content=orjson.dumps(payload), headers=headers, timeout=timeouts(target)
-        )
-        response = await client.send(request, stream=True)
+        response = await client.send(upstream_request(target, url, headers, payload), stream=True)
     except _TRANSPORT_ERRORS as exc:
         raise transport_error(exc) from exc
     try:

@@ -20,12 +20,12 @@ from datetime import datetime
 from decimal import Decimal
 
 import orjson
-from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from audit.redaction import CompiledRules, compile_rules
 from billing.governance import BudgetSpec, LimitSpec
 from gateway_project.lib import generation
+from gateway_project.lib.db import off_loop
 from providers.base import Target
 
 logger = logging.getLogger(__name__)
@@ -405,7 +405,7 @@ class SnapshotHolder:
             if current is not None and current is not snap and self._fresh_enough(current):
                 return current
             try:
-                self._snapshot = await sync_to_async(build_snapshot, thread_sensitive=True)()
+                self._snapshot = await off_loop(build_snapshot)
             except Exception:
                 if current is None:
                     raise

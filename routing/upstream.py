@@ -22,6 +22,7 @@ from gateway_project.lib.errors import GatewayError
 from providers.base import Target, UpstreamError, UpstreamStreamError
 from providers.circuit import breaker as circuit_breaker
 from providers.registry import provider_for
+from providers.transport import new_upstream_client
 from routing.attempts import may_retry, retry_budget
 from routing.exchange import Exchange, note_attempt
 from routing.strategies import latency_tracker, order_targets
@@ -37,10 +38,7 @@ def upstream_client() -> httpx.AsyncClient:
     loop_id = id(asyncio.get_running_loop())
     client = _clients.get(loop_id)
     if client is None or client.is_closed:
-        client = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
-            timeout=httpx.Timeout(60.0, connect=5.0),
-        )
+        client = new_upstream_client()
         _clients[loop_id] = client
     return client
 

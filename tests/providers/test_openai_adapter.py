@@ -8,6 +8,7 @@ import pytest
 from providers.base import UpstreamError, UpstreamStreamError
 from providers.http import parse_retry_after
 from providers.openai import AZURE_DEFAULT_API_VERSION, AzureOpenAIProvider, OpenAIProvider
+from providers.transport import new_upstream_client
 from tests.fakes.upstreams import (
     COMPLETION_TOKENS,
     CREATED,
@@ -326,7 +327,7 @@ async def test_a_stream_that_ends_without_done_is_a_stream_error(fake_openai, ht
 
 async def test_closing_a_stream_early_releases_the_connection(fake_openai):
     target = target_for(fake_openai.base_url, "ok", connect_timeout_s=0.5)
-    async with httpx.AsyncClient(trust_env=False, limits=httpx.Limits(max_connections=1)) as one:
+    async with new_upstream_client(max_connections=1, trust_env=False) as one:
         stream = openai.stream(target, chat(), one)
         await anext(stream)
         await stream.aclose()
