@@ -22,8 +22,23 @@ def budget_timezone() -> ZoneInfo:
     return ZoneInfo(settings.GATEWAY_BUDGET_TIMEZONE)
 
 
+# The current period of each kind, per time zone: every governed request asks for it, and
+# it changes once a day at most. Reused only while `now` falls inside it, so it is exact.
+_current: dict[tuple[str, str], Period] = {}
+
+
 def period_for(kind: str, now: datetime) -> Period:
-    local = now.astimezone(budget_timezone())
+    zone = settings.GATEWAY_BUDGET_TIMEZONE
+    known = _current.get((kind, zone))
+    if known is not None and known.start <= now and (known.end is None or now < known.end):
+        return known
+    period = _compute_period(kind, now, ZoneInfo(zone))
+    _current[(kind, zone)] = period
+    return period
+
+
+def _compute_period(kind: str, now: datetime, zone: ZoneInfo) -> Period:
+    local = now.astimezone(zone)
     midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
     if kind == "daily":
         start = midnight

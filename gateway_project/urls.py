@@ -18,12 +18,13 @@ handler404 = "gateway_project.views.not_found"
 handler500 = "gateway_project.views.server_error"
 
 urlpatterns = [
+    # First: the proxy API is the hot path, and Django tries patterns in order.
+    path("", api.urls),
     # Ahead of the admin's own "login/" so it takes that path: POSTs over the rates get 429.
     path("admin/login/", ratelimited_admin_login(admin.site)),
     path("admin/cache/", admin.site.admin_view(clear_cache_view), name="cache-clear"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("gateway_project.rest_urls")),
-    path("", api.urls),
     # Unknown API paths answer in the envelope even with DEBUG on (no technical 404 page).
     re_path(r"^v1/", views.not_found),
 ]

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from django.conf import settings
 from django.http import HttpRequest
-from django.utils import timezone
 
 from audit.writer import audit_writer
 from billing.enforcement import Guard, settle
@@ -29,7 +28,7 @@ class Exchange:
 
     request: HttpRequest
     started: float = field(default_factory=time.perf_counter)
-    created_at: datetime = field(default_factory=timezone.now)
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     snapshot: Snapshot | None = None
     caller: Caller | None = None
     chat: ChatRequest | None = None
