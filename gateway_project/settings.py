@@ -7,6 +7,7 @@ on SQLite and in-process caches; DATABASE_URL and REDIS_URL switch to Postgres a
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import dj_database_url
@@ -37,7 +38,6 @@ ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]" if not DEBU
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
-    "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -52,6 +52,12 @@ INSTALLED_APPS = [
     "billing",
     "audit",
 ]
+
+# daphne turns `manage.py runserver` (make run) into an ASGI development server. Production
+# workers are uvicorn (make serve, ARCHITECTURE.md): there daphne would only load Twisted
+# and friends, about 20 MB of every worker's memory for nothing.
+if sys.argv[1:2] == ["runserver"]:
+    INSTALLED_APPS.insert(0, "daphne")
 
 MIDDLEWARE = [
     "gateway_project.lib.middleware.RequestIdMiddleware",
