@@ -9,6 +9,7 @@ gateway side, and `run.py` reports its direct numbers, which bound what it adds.
 
     python bench/client.py rate   URL --key K --rate 200 --duration 10
     python bench/client.py stream URL --key K --duration 10
+    python bench/client.py hold   URL --key K --streams 1000 --chunks 20 --spacing-ms 250
 """
 
 from __future__ import annotations
@@ -303,6 +304,72 @@ async def streams(
     }
 
 
+async def held_open(
+    url: str, key: str, *, count: int, chunks: int, spacing_ms: float, open_within_s: float = 2.0
+) -> dict:
+    """`count` streams open at the same time, each on its own connection, each lasting
+    about `chunks` x `spacing_ms` (the fake upstream reads both from the body). Connections
+    are opened over `open_within_s` so the listen backlog is not what is measured."""
+    payload = dict(
+        BODY,
+        stream=True,
+        stream_options={"include_usage": True},
+        bench_stream={"chunks": chunks, "spacing_ms": spacing_ms},
+    )
+    host, port, raw = request_bytes(url, key, payload)
+    statuses: Counter = Counter()
+    ttft_ms: list[float] = []
+    gaps_ms: list[float] = []
+    complete = 0
+    failures: Counter = Counter()
+
+    async def one(index: int) -> None:
+        nonlocal complete
+        await asyncio.sleep(open_within_s * index / count)
+        try:
+            conn = await Connection.open(host, port)
+        except OSError as exc:
+            failures[f"connect: {type(exc).__name__}"] += 1
+            return
+        try:
+            status, sent = await conn.request(raw, sse=True)
+        except Exception as exc:
+            failures[f"stream: {type(exc).__name__}"] += 1
+            return
+        finally:
+            conn.close()
+        statuses[status] += 1
+        events = conn.events
+        content_times = [at for at, event in events if _content_of(event) is not None]
+        if status == 200 and events and events[-1][1] == b"data: [DONE]":
+            if len(content_times) == chunks:
+                complete += 1
+            else:
+                failures["missing chunks"] += 1
+        else:
+            failures[f"status {status} or no [DONE]"] += 1
+        if content_times:
+            ttft_ms.append((content_times[0] - sent) * 1000)
+            gaps_ms.extend((b - a) * 1000 for a, b in itertools.pairwise(content_times[1:]))
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(index) for index in range(count)))
+    return {
+        "streams": count,
+        "complete": complete,
+        "failures": dict(failures),
+        "statuses": {str(k): v for k, v in statuses.items()},
+        "elapsed_s": round(time.perf_counter() - started, 2),
+        "chunks": chunks,
+        "spacing_ms": spacing_ms,
+        "ttft_p50_ms": percentile(ttft_ms, 50),
+        "ttft_p99_ms": percentile(ttft_ms, 99),
+        "gap_p50_ms": percentile(gaps_ms, 50),
+        "gap_p99_ms": percentile(gaps_ms, 99),
+        "gap_max_ms": max(gaps_ms) if gaps_ms else None,
+    }
+
+
 def run(coro):  # type: ignore[no-untyped-def]
     try:
         import uvloop
@@ -313,13 +380,26 @@ def run(coro):  # type: ignore[no-untyped-def]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="bench load client")
-    parser.add_argument("mode", choices=["rate", "stream"])
+    parser.add_argument("mode", choices=["rate", "stream", "hold"])
     parser.add_argument("url")
     parser.add_argument("--key", default="none")
     parser.add_argument("--rate", type=float, default=200)
     parser.add_argument("--duration", type=float, default=10)
+    parser.add_argument("--streams", type=int, default=1000)
+    parser.add_argument("--chunks", type=int, default=20)
+    parser.add_argument("--spacing-ms", type=float, default=250)
     args = parser.parse_args()
-    if args.mode == "rate":
+    if args.mode == "hold":
+        out = run(
+            held_open(
+                args.url,
+                args.key,
+                count=args.streams,
+                chunks=args.chunks,
+                spacing_ms=args.spacing_ms,
+            )
+        )
+    elif args.mode == "rate":
         out = run(fixed_rate(args.url, args.key, rate=args.rate, duration=args.duration))
     else:
         out = run(streams(args.url, args.key, duration=args.duration))

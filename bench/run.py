@@ -64,6 +64,9 @@ DATABASE_URL = env("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/gw_
 REDIS_URL = env("BENCH_REDIS_URL", "redis://127.0.0.1:6379/5")
 LAYERS = env("BENCH_LAYERS", "1") != "0"  # also governance-only and audit-only configs
 PROFILE = env("BENCH_PROFILE", "0") != "0"  # an extra, unmeasured run under py-spy
+HOLD_STREAMS = int(env("BENCH_HOLD_STREAMS", "1000"))  # open at once in one worker; 0 skips
+SCALE_TENANTS = int(env("BENCH_SCALE_TENANTS", "10000"))  # 0 skips the scale column
+SCALE_KEYS = int(env("BENCH_SCALE_KEYS", "100000"))
 RESULTS_MD = BENCH / "results.md"
 RESULTS_JSON = BENCH / "results.json"
 UPSTREAM_KEY_ENV = "BENCH_UPSTREAM_API_KEY"
@@ -401,16 +404,23 @@ def seed(workdir: Path, upstream_port: int) -> str:
 
 
 # --- load generators ---------------------------------------------------------------------------
-def wrk_script(workdir: Path, key: str) -> Path:
+def wrk_script(workdir: Path, keys: list[str]) -> Path:
+    """wrk's request script: each request takes the next of `keys` in turn."""
     body = json.dumps(BODY)
-    path = workdir / f"wrk-{abs(hash(key))}.lua"
+    path = workdir / f"wrk-{abs(hash(tuple(keys)))}.lua"
     path.write_text(
         textwrap.dedent(
             """\
             wrk.method = "POST"
             wrk.body = [[%s]]
             wrk.headers["Content-Type"] = "application/json"
-            wrk.headers["Authorization"] = "Bearer %s"
+            keys = {%s}
+            counter = 0
+            request = function()
+              counter = counter + 1
+              wrk.headers["Authorization"] = "Bearer " .. keys[counter %% #keys + 1]
+              return wrk.format()
+            end
             done = function(summary, latency, requests)
               local e = summary.errors
               io.write(string.format(
@@ -423,7 +433,7 @@ def wrk_script(workdir: Path, key: str) -> Path:
             end
             """
         )
-        % (body, key)
+        % (body, ", ".join(f'"{key}"' for key in keys))
     )
     return path
 
@@ -484,6 +494,7 @@ class Target:
     gateway: bool = False  # ours: audit rows are counted
     audited: bool = False
     full: bool = True  # every measurement, or only c16 and c1
+    keys: list[str] | None = None  # wrk rotates over these (default: [key])
     results: dict = field(default_factory=dict)
 
     @property
@@ -493,7 +504,7 @@ class Target:
 
 def measure(target: Target, workdir: Path, upstream_pid: int, procs: Processes) -> dict:
     res = target.results
-    script = wrk_script(workdir, target.key)
+    script = wrk_script(workdir, target.keys or [target.key])
     sent = 0
     audit_before = sql_scalar("SELECT count(*) FROM audit_auditevent") if target.gateway else 0
     scripts_before = redis_script_calls()
@@ -708,7 +719,14 @@ CONFIGS = [
 ]
 
 
-def start_gateway(procs: Processes, workdir: Path, name: str, governance: bool, audit: bool):  # type: ignore[no-untyped-def]
+def start_gateway(  # type: ignore[no-untyped-def]
+    procs: Processes,
+    workdir: Path,
+    name: str,
+    governance: bool,
+    audit: bool,
+    workers: int = WORKERS,
+):
     port = free_port()
     env = django_env(workdir)
     env.update(
@@ -728,7 +746,7 @@ def start_gateway(procs: Processes, workdir: Path, name: str, governance: bool, 
             "--port",
             str(port),
             "--workers",
-            str(WORKERS),
+            str(workers),
             "--loop",
             "uvloop",
             "--http",
@@ -744,10 +762,77 @@ def start_gateway(procs: Processes, workdir: Path, name: str, governance: bool, 
     wait_http(f"http://127.0.0.1:{port}/ready", proc, 60, f"gateway-{name}", procs)
     # /ready answered by one worker; give the others a moment to finish importing.
     deadline = time.monotonic() + 20
-    while len(worker_pids(proc.pid)) < WORKERS and time.monotonic() < deadline:
+    while len(worker_pids(proc.pid)) < workers and time.monotonic() < deadline:
         time.sleep(0.2)
     time.sleep(1.0)
     return proc, port
+
+
+def hold_streams(procs: Processes, workdir: Path, key: str) -> dict:
+    """HOLD_STREAMS streams open at once against ONE worker (governance and audit on), each
+    20 chunks 250 ms apart (5 s): all must complete, with their chunks on time."""
+    proc, port = start_gateway(procs, workdir, "hold", True, True, workers=1)
+    try:
+        url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        prime(Target("hold", "hold", f"http://127.0.0.1:{port}/v1", key), rounds=1)
+        log(f"one worker: {HOLD_STREAMS:,} streams open at once (20 chunks, 250 ms apart)")
+        out = client(
+            "hold",
+            url,
+            key,
+            "--streams",
+            str(HOLD_STREAMS),
+            "--chunks",
+            "20",
+            "--spacing-ms",
+            "250",
+        )
+        out["rss_peak_mb"] = max(
+            round((proc_status_kb(pid, "VmHWM") or 0) / 1024, 1) for pid in worker_pids(proc.pid)
+        )
+        return out
+    finally:
+        procs.stop(proc)
+
+
+def seed_scale(workdir: Path) -> list[str]:
+    """SCALE_TENANTS tenants with SCALE_KEYS keys in all; returns 1,000 usable keys."""
+    out = workdir / "scale-keys.txt"
+    log(f"seeding {SCALE_TENANTS:,} tenants and {SCALE_KEYS:,} keys")
+    proc = subprocess.run(
+        [
+            PY,
+            str(BENCH / "scale_seed.py"),
+            "--tenants",
+            str(SCALE_TENANTS),
+            "--keys",
+            str(SCALE_KEYS),
+            "--sample",
+            str(min(1000, SCALE_TENANTS)),
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        env=django_env(workdir),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"scale seeding failed:\n{proc.stdout}\n{proc.stderr}")
+    log(proc.stdout.strip())
+    return out.read_text().split()
+
+
+def timed_request(url: str, key: str) -> float:
+    """Milliseconds for one non-streamed request (the first one builds the snapshot)."""
+    body = json.dumps(BODY).encode()
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
+    started = time.perf_counter()
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    with urllib.request.urlopen(request, timeout=120) as response:
+        response.read()
+    return (time.perf_counter() - started) * 1000
 
 
 def litellm_command() -> list[str] | None:
@@ -1011,7 +1096,33 @@ def targets_check(results: dict) -> list[str]:
         out.append(
             f"target ≤ 150 MB per worker: {peak:.0f} MB ({'met' if peak <= 150 else 'not met'})"
         )
+    scale = results.get("scale")
+    if scale and get(scale, "c16", "rps") and c16:
+        out.append(
+            f"per-request cost with {SCALE_TENANTS:,} tenants / {SCALE_KEYS:,} keys (wrk rotating "
+            f"over {scale.get('keys_rotated', 0):,} keys of as many tenants): "
+            f"{fmt(get(scale, 'c16', 'rps'))} req/s and {fmt(scale.get('cpu_ms_per_request'))} ms "
+            f"CPU per request, against {fmt(c16)} req/s and "
+            f"{fmt(full.get('cpu_ms_per_request'))} ms with one tenant and one key; first "
+            "requests after start (each worker builds its snapshot): "
+            + ", ".join(f"{ms:,.0f}" for ms in scale.get("cold_first_requests_ms", []))
+            + " ms"
+        )
     return out
+
+
+def hold_note(hold: dict | None) -> list[str]:
+    if not hold:
+        return []
+    failures = ", ".join(f"{k}: {v}" for k, v in hold.get("failures", {}).items()) or "none"
+    return [
+        f"{hold['streams']:,} streams open at once in ONE worker (governance + audit on, "
+        f"{hold['chunks']} chunks {hold['spacing_ms']:g} ms apart): {hold['complete']:,} "
+        f"complete with every chunk, failures: {failures}; TTFT p50 / p99 "
+        f"{fmt(hold.get('ttft_p50_ms'))} / {fmt(hold.get('ttft_p99_ms'))} ms; later chunk gaps "
+        f"p50 / p99 / max {fmt(hold.get('gap_p50_ms'))} / {fmt(hold.get('gap_p99_ms'))} / "
+        f"{fmt(hold.get('gap_max_ms'))} ms; worker peak RSS {fmt(hold.get('rss_peak_mb'), 0)} MB"
+    ]
 
 
 # --- main --------------------------------------------------------------------------------------
@@ -1115,6 +1226,34 @@ def main() -> int:
                 order.append(("litellm", "LiteLLM proxy (no DB)"))
             finally:
                 procs.stop(proc)
+
+        if HOLD_STREAMS:
+            info["hold"] = hold_streams(procs, workdir, key)
+
+        if SCALE_TENANTS:
+            # Last: it adds its tenants to the database the other columns used.
+            keys = seed_scale(workdir)
+            label = f"gateway, {SCALE_TENANTS:,} tenants / {SCALE_KEYS:,} keys"
+            proc, port = start_gateway(procs, workdir, "scale", True, True)
+            try:
+                target = Target(
+                    "scale",
+                    label,
+                    f"http://127.0.0.1:{port}/v1",
+                    keys[0],
+                    master_pid=proc.pid,
+                    gateway=True,
+                    audited=True,
+                    full=False,
+                    keys=keys,
+                )
+                cold = [timed_request(target.url, k) for k in keys[: 2 * WORKERS]]
+                results["scale"] = measure(target, workdir, upstream.pid, procs)
+                results["scale"]["cold_first_requests_ms"] = [round(ms, 1) for ms in cold]
+                results["scale"]["keys_rotated"] = len(keys)
+                order.append(("scale", label))
+            finally:
+                procs.stop(proc)
         ok = True
     finally:
         procs.stop_all()
@@ -1124,7 +1263,7 @@ def main() -> int:
             print(f"bench failed; logs kept in {workdir}", file=sys.stderr)
 
     info["elapsed_s"] = time.monotonic() - started
-    info["notes"] = targets_check(results) + info["notes"]
+    info["notes"] = targets_check(results) + hold_note(info.get("hold")) + info["notes"]
     md = table(results, info, order)
     print(md)
     RESULTS_MD.write_text(md)

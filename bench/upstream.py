@@ -14,7 +14,8 @@ keep-alive, no framework. `POST <anything>/chat/completions`:
 
 Chunk count, spacing and TTFT come from the command line (or BENCH_STREAM_CHUNKS,
 BENCH_STREAM_SPACING_MS, BENCH_STREAM_TTFT_MS), and a request may override them with the
-query string: `?chunks=50&spacing_ms=20&ttft_ms=0`.
+query string (`?chunks=50&spacing_ms=20&ttft_ms=0`) or, through a proxy that forwards
+unknown body fields, with a `"bench_stream": {"chunks": 50, "spacing_ms": 20}` body field.
 
 `GET /health` answers 200. `run.py` checks it is not the bottleneck: its direct throughput
 is many times the gateway's, and its CPU use is sampled while the gateway is under load.
@@ -171,6 +172,11 @@ class UpstreamProtocol(asyncio.Protocol):
             chunks = int(params.get("chunks", [chunks])[0])
             spacing = float(params.get("spacing_ms", [spacing])[0])
             ttft = float(params.get("ttft_ms", [ttft])[0])
+        override = payload.get("bench_stream")
+        if isinstance(override, dict):
+            chunks = int(override.get("chunks", chunks))
+            spacing = float(override.get("spacing_ms", spacing))
+            ttft = float(override.get("ttft_ms", ttft))
         include_usage = bool((payload.get("stream_options") or {}).get("include_usage"))
         keep_alive = self.parser.should_keep_alive()
         try:

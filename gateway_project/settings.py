@@ -168,6 +168,8 @@ LOGGING = {
 # How long a process trusts its in-memory config snapshot before asking whether the
 # admin changed something (one Redis GET or one stat() per interval, never the ORM).
 GATEWAY_SNAPSHOT_CHECK_SECONDS = envfloat("GATEWAY_SNAPSHOT_CHECK_SECONDS", 1.0)
+# API keys each process keeps in memory after their first use (routing.snapshot.KeyDirectory).
+GATEWAY_KEY_CACHE_SIZE = envint("GATEWAY_KEY_CACHE_SIZE", 50_000)
 GATEWAY_MAX_BODY_BYTES = envint("GATEWAY_MAX_BODY_BYTES", 4 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = GATEWAY_MAX_BODY_BYTES + 1024
 # The audit writer batches rows off the response path.

@@ -210,7 +210,7 @@ async def handle_chat_completion(request: HttpRequest) -> HttpResponse:
     exchange = Exchange(request=request)
     try:
         exchange.snapshot = await snapshots.aget()
-        exchange.caller = authenticate(exchange.snapshot, request)
+        exchange.caller = await authenticate(exchange.snapshot, request)
         exchange.chat = parse_chat_request(
             read_json_body(request),
             route_header=request.headers.get("x-route"),
@@ -266,7 +266,7 @@ async def handle_list_models(request: HttpRequest) -> HttpResponse:
     exchange = Exchange(request=request, metadata={"endpoint": "models"})
     try:
         exchange.snapshot = await snapshots.aget()
-        exchange.caller = authenticate(exchange.snapshot, request)
+        exchange.caller = await authenticate(exchange.snapshot, request)
     except GatewayError as exc:
         exchange.record(outcome=exc.outcome, status=exc.status, error=exc)
         return exc.response()

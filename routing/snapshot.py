@@ -12,6 +12,7 @@ warm request makes no database query at all.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import threading
@@ -31,7 +32,7 @@ from providers.base import Target
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Policy:
     """Request limits; None means none at this level."""
 
@@ -60,7 +61,7 @@ class Policy:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TenantEntry:
     id: int
     slug: str
@@ -70,7 +71,7 @@ class TenantEntry:
     policy: Policy = Policy()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class KeyEntry:
     id: int
     prefix: str
@@ -197,12 +198,73 @@ def _build_governance() -> Governance:
     )
 
 
+def _key_entry(row, tenants: dict[int, TenantEntry]) -> KeyEntry:  # type: ignore[no-untyped-def]
+    tenant = tenants.get(row.tenant_id)
+    own = Policy.of(row)
+    return KeyEntry(
+        id=row.id,
+        prefix=row.prefix,
+        key_hash=row.key_hash,
+        name=row.name,
+        tenant_id=row.tenant_id,
+        allowed_routes=frozenset(row.allowed_routes or ()),
+        expires_at=row.expires_at,
+        revoked=row.revoked_at is not None,
+        policy=tenant.policy.tightened_by(own) if tenant is not None else own,
+    )
+
+
+def load_key_entry(prefix: str, tenants: dict[int, TenantEntry]) -> KeyEntry | None:
+    from tenants.models import ApiKey
+
+    row = ApiKey.objects.filter(prefix=prefix).first()
+    return None if row is None else _key_entry(row, tenants)
+
+
+class KeyDirectory:
+    """The API keys this process has been shown, read from the database one at a time.
+
+    Tenants, routes and limits are few and read whole into the snapshot; keys can number
+    in the hundreds of thousands (bench: 100,000), and reading them all would cost every
+    worker tens of MB and every configuration change a full re-read. So a key is read on
+    its first use (one indexed query, in a worker thread) and then served from here with
+    no query, like the rest of the snapshot. The directory belongs to one snapshot: any
+    change to keys or tenants moves the generation, the next snapshot starts empty, and a
+    revoked, expired or new key is seen within GATEWAY_SNAPSHOT_CHECK_SECONDS as before.
+    Unknown prefixes are remembered too (as None), so a stream of bad keys costs one
+    query per distinct prefix; past `capacity` entries the oldest are forgotten.
+    """
+
+    def __init__(self, tenants: dict[int, TenantEntry], capacity: int) -> None:
+        self._tenants = tenants
+        self._capacity = max(1, capacity)
+        self._entries: dict[str, KeyEntry | None] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    async def aget(self, prefix: str) -> KeyEntry | None:
+        try:
+            return self._entries[prefix]
+        except KeyError:
+            pass
+        entry = await off_loop(functools.partial(load_key_entry, prefix, self._tenants))
+        self.remember(prefix, entry)
+        return entry
+
+    def remember(self, prefix: str, entry: KeyEntry | None) -> None:
+        entries = self._entries
+        while len(entries) >= self._capacity:
+            del entries[next(iter(entries))]  # the oldest (dicts keep insertion order)
+        entries[prefix] = entry
+
+
 @dataclass
 class Snapshot:
     generation: str
     version: str  # hash of the routing configuration, stamped on every audit row
     tenants: dict[int, TenantEntry]
-    keys_by_prefix: dict[str, KeyEntry]
+    keys: KeyDirectory
     global_routes: dict[str, RouteEntry]
     tenant_routes: dict[tuple[int, str], RouteEntry]
     redaction: CompiledRules
@@ -253,7 +315,7 @@ def build_snapshot() -> Snapshot:
     """Read the whole configuration (a handful of queries, whatever its size)."""
     from audit.models import RedactionRule
     from routing.models import Route, RouteTarget
-    from tenants.models import ApiKey, Tenant
+    from tenants.models import Tenant
 
     # Read the generation first: a change landing while we read makes the next check rebuild.
     try:
@@ -272,22 +334,6 @@ def build_snapshot() -> Snapshot:
             policy=Policy.of(t),
         )
         for t in Tenant.objects.all()
-    }
-    keys = {
-        k.prefix: KeyEntry(
-            id=k.id,
-            prefix=k.prefix,
-            key_hash=k.key_hash,
-            name=k.name,
-            tenant_id=k.tenant_id,
-            allowed_routes=frozenset(k.allowed_routes or ()),
-            expires_at=k.expires_at,
-            revoked=k.revoked_at is not None,
-            policy=tenants[k.tenant_id].policy.tightened_by(Policy.of(k))
-            if k.tenant_id in tenants
-            else Policy.of(k),
-        )
-        for k in ApiKey.objects.all()
     }
     targets_by_route: dict[int, list[Target]] = {}
     version_source: list = []
@@ -345,7 +391,7 @@ def build_snapshot() -> Snapshot:
         generation=gen,
         version=version,
         tenants=tenants,
-        keys_by_prefix=keys,
+        keys=KeyDirectory(tenants, settings.GATEWAY_KEY_CACHE_SIZE),
         global_routes=global_routes,
         tenant_routes=tenant_routes,
         redaction=compile_rules(rules),

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
+from django.db import DatabaseError
 from django.http import HttpRequest
-from django.utils import timezone
 
 from gateway_project.lib import errors
+from gateway_project.lib.errors import GatewayError
 from routing.snapshot import KeyEntry, Snapshot, TenantEntry
 from tenants.keys import key_prefix, looks_like_key, matches
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -35,25 +40,37 @@ def presented_prefix(plaintext: str | None) -> str:
     return ""
 
 
-def authenticate(snapshot: Snapshot, request: HttpRequest) -> Caller:
+async def authenticate(snapshot: Snapshot, request: HttpRequest) -> Caller:
     """Identify the caller or raise the contract's 401/403.
 
     Revocation, expiry and suspension are read from the snapshot, which every process
-    refreshes within GATEWAY_SNAPSHOT_CHECK_SECONDS of the change.
+    refreshes within GATEWAY_SNAPSHOT_CHECK_SECONDS of the change. A key's first use in a
+    snapshot reads that one key from the database (routing.snapshot.KeyDirectory).
     """
     plaintext = presented_key(request)
     if plaintext is None:
         raise errors.invalid_api_key(
             "Missing API key. Send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'."
         )
-    entry = (
-        snapshot.keys_by_prefix.get(key_prefix(plaintext)) if looks_like_key(plaintext) else None
-    )
+    try:
+        entry = (
+            await snapshot.keys.aget(key_prefix(plaintext)) if looks_like_key(plaintext) else None
+        )
+    except DatabaseError:
+        logger.exception("API key lookup failed")
+        raise GatewayError(
+            503,
+            "The gateway cannot check API keys right now (its database is unreachable); "
+            "try again shortly.",
+            type="api_error",
+            code="service_unavailable",
+            outcome="error",
+        ) from None
     if entry is None or not matches(plaintext, entry.key_hash):
         raise errors.invalid_api_key("Incorrect API key provided.")
     if entry.revoked:
         raise errors.invalid_api_key("This API key has been revoked.")
-    if entry.expires_at is not None and entry.expires_at <= timezone.now():
+    if entry.expires_at is not None and entry.expires_at <= datetime.now(UTC):
         raise errors.invalid_api_key("This API key has expired.")
     tenant = snapshot.tenants.get(entry.tenant_id)
     if tenant is None or not tenant.active:
