@@ -79,9 +79,7 @@ async def test_the_directory_forgets_its_oldest_keys_past_its_capacity(keys, set
     assert len(directory) == 2
 
 
-async def test_a_database_outage_during_the_key_lookup_is_a_503_in_the_envelope(
-    keys, monkeypatch
-):
+async def test_a_database_outage_during_the_key_lookup_is_a_503_in_the_envelope(keys, monkeypatch):
     def unreachable(prefix, tenants):  # type: ignore[no-untyped-def]
         raise OperationalError("connection refused")
 
