@@ -6,8 +6,8 @@ Run by bench/run.py with the bench's Django environment, after the main measurem
 
 Every tenant gets `keys / tenants` API keys, its own rate limit (RPM + TPM) and a hard
 monthly budget, like the bench's one tenant, so that each request does the same
-governance work as in the main run. All of them share the global route `bench-global`
-(to the same fake upstream). `--sample` plaintext keys, one per tenant from
+governance work as in the main run. All of them share the global route `bench`
+(named like the bench tenant's own route, to the same fake upstream). `--sample` plaintext keys, one per tenant from
 evenly spread tenants, are written to `--out` for the load generator; the other keys are
 stored as hashes of random keys nobody knows.
 """
@@ -30,7 +30,7 @@ def main() -> int:
     parser.add_argument("--tenants", type=int, default=10_000)
     parser.add_argument("--keys", type=int, default=100_000)
     parser.add_argument("--sample", type=int, default=1_000)
-    parser.add_argument("--route", default="bench-global")
+    parser.add_argument("--route", default="bench")  # the model name the load asks for
     parser.add_argument("--provider-model", default="bench-model")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
