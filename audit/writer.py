@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 from collections import deque
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -69,6 +69,9 @@ class AuditWriter:
         self._thread: threading.Thread | None = None
         self._closing = False
         self._write_lock = threading.Lock()  # one batch in flight per process
+        # When each key's last_used_at was last written: a busy key is written at most once
+        # per AUDIT_KEY_TOUCH_SECONDS, not once per batch.
+        self._touched: dict[int, datetime] = {}
         self.written = 0
         self.failures = 0
 
@@ -133,7 +136,6 @@ class AuditWriter:
         """Write one batch; False (with the batch re-queued) if the database refused it."""
         from audit.bulk import insert_rows
         from audit.models import AuditEvent
-        from tenants.services import api_keys_touch
 
         with self._write_lock:
             batch = self._take()
@@ -187,13 +189,27 @@ class AuditWriter:
                     except DatabaseError:
                         logger.exception("audit row %s refused", fields.get("request_id"))
                         _dead_letter(fields)
-            if last_used:
-                try:
-                    api_keys_touch(last_used=last_used)
-                except DatabaseError:
-                    logger.warning("could not record key last-use times", exc_info=True)
+            self._touch_keys(last_used)
             self.written += len(batch)
             return True
+
+    def _touch_keys(self, last_used: dict[int, datetime]) -> None:
+        from tenants.services import api_keys_touch
+
+        every = timedelta(seconds=settings.AUDIT_KEY_TOUCH_SECONDS)
+        due = {
+            key_id: when
+            for key_id, when in last_used.items()
+            if key_id not in self._touched or when - self._touched[key_id] >= every
+        }
+        if not due:
+            return
+        try:
+            api_keys_touch(last_used=due)
+        except DatabaseError:
+            logger.warning("could not record key last-use times", exc_info=True)
+            return
+        self._touched.update(due)
 
     def flush(self) -> None:
         """Write everything queued now, in the calling thread."""

@@ -37,9 +37,10 @@ class ProxyASGIHandler(ASGIHandler):
     - `ThreadSensitiveContext` per request, which starts a new executor thread for it;
     - the `request_started` / `request_finished` signals, whose receivers are synchronous
       (`close_old_connections`, `reset_queries`, closing caches) and so run in that
-      thread. The proxy never touches the ORM on the request's own context: the one place
-      it reads the database (the configuration snapshot rebuild) runs in a worker thread
-      that checks its connection before and after (`gateway_project.lib.db.off_loop`).
+      thread. The proxy never touches the ORM on the request's own context: where it
+      reads the database (snapshot rebuilds, a key's first use, budget counter rebuilds)
+      it does so in a worker thread that checks its connection before and after
+      (`gateway_project.lib.db.off_loop`).
     The admin and the management API keep Django's full handler and middleware.
     """
 

@@ -179,6 +179,8 @@ AUDIT_QUEUE_MAX = envint("AUDIT_QUEUE_MAX", 50_000)
 # In-process tests write audit rows explicitly (audit_writer.flush) on their own connection.
 # Off only for benchmarks that measure what the audit layer costs; never in production.
 AUDIT_ENABLED = envbool("AUDIT_ENABLED", True)
+# API keys' last_used_at is written at most this often per key and process.
+AUDIT_KEY_TOUCH_SECONDS = envfloat("AUDIT_KEY_TOUCH_SECONDS", 60)
 AUDIT_BACKGROUND_WRITER = envbool("AUDIT_BACKGROUND_WRITER", not TESTING)
 AUDIT_RETENTION_DAYS = envint("AUDIT_RETENTION_DAYS", 0)  # 0 keeps rows forever
 AUDIT_MAX_TEXT_CHARS = envint("AUDIT_MAX_TEXT_CHARS", 100_000)

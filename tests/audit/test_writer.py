@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -83,3 +84,32 @@ def test_the_prompt_is_redacted_by_the_writer_with_the_rules_of_the_request():
     stored = AuditEvent.objects.get(request_id="req_pii")
     assert stored.prompt == [{"role": "user", "content": "mail me at [EMAIL]"}]
     assert stored.response == "sure, [EMAIL]"
+
+
+@pytest.mark.django_db
+def test_keys_last_use_is_written_once_per_batch_and_at_most_once_a_minute(settings):
+    settings.AUDIT_KEY_TOUCH_SECONDS = 60
+    tenant = factories.make_tenant("busy")
+    first, second = factories.make_key(tenant).api_key, factories.make_key(tenant).api_key
+    start = timezone.now()
+    writer = AuditWriter()
+    for index, (key, offset) in enumerate([(first, 0), (second, 1), (first, 2)]):
+        writer.record(
+            row(f"req_{index}", api_key_id=key.id, created_at=start + timedelta(seconds=offset))
+        )
+
+    writer.flush()
+
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.last_used_at == start + timedelta(seconds=2)  # the latest of its rows
+    assert second.last_used_at == start + timedelta(seconds=1)
+
+    writer.record(row("req_soon", api_key_id=first.id, created_at=start + timedelta(seconds=30)))
+    writer.record(row("req_later", api_key_id=second.id, created_at=start + timedelta(seconds=90)))
+    writer.flush()
+
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.last_used_at == start + timedelta(seconds=2)  # within the minute: not written
+    assert second.last_used_at == start + timedelta(seconds=90)
