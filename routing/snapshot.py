@@ -47,6 +47,10 @@ class Policy:
     def of(cls, row: object) -> Policy:
         return cls(**{name: getattr(row, name) for name in cls.__dataclass_fields__})
 
+    @classmethod
+    def from_values(cls, values: dict) -> Policy:
+        return cls(**{name: values[name] for name in cls.__dataclass_fields__})
+
     def tightened_by(self, other: Policy) -> Policy:
         """The stricter of two policies, field by field."""
 
@@ -141,6 +145,9 @@ class Governance:
         ]
 
 
+_SUBJECT_COLUMN = {"tenant": "tenant_id", "key": "api_key_id", "route": "route_id"}
+
+
 def _build_governance() -> Governance:
     from billing.models import Budget, RateLimit
 
@@ -151,40 +158,61 @@ def _build_governance() -> Governance:
         "route": gov.route_limits,
     }
     global_limits: list[LimitSpec] = []
-    for row in RateLimit.objects.filter(enabled=True).order_by("id"):
-        if row.scope == "global":
-            global_limits.append(LimitSpec(f"global:{row.id}", row.rpm, row.tpm))
-        elif row.scope == "tenant" and row.model_name:
-            spec = LimitSpec(f"tenant-model:{row.id}", row.rpm, row.tpm)
-            bucket = (row.tenant_id, row.model_name)
+    limit_rows = (
+        RateLimit.objects.filter(enabled=True)
+        .order_by("id")
+        .values("id", "scope", "tenant_id", "api_key_id", "route_id", "model_name", "rpm", "tpm")
+    )
+    for row in limit_rows:
+        scope, rpm, tpm = row["scope"], row["rpm"], row["tpm"]
+        if scope == "global":
+            global_limits.append(LimitSpec(f"global:{row['id']}", rpm, tpm))
+        elif scope == "tenant" and row["model_name"]:
+            spec = LimitSpec(f"tenant-model:{row['id']}", rpm, tpm)
+            bucket = (row["tenant_id"], row["model_name"])
             gov.tenant_model_limits[bucket] = (*gov.tenant_model_limits.get(bucket, ()), spec)
         else:
-            subject = {"tenant": row.tenant_id, "key": row.api_key_id, "route": row.route_id}[
-                row.scope
-            ]
-            spec = LimitSpec(f"{row.scope}:{row.id}", row.rpm, row.tpm)
-            target = scoped_limits[row.scope]
+            subject = row[_SUBJECT_COLUMN[scope]]
+            spec = LimitSpec(f"{scope}:{row['id']}", rpm, tpm)
+            target = scoped_limits[scope]
             target[subject] = (*target.get(subject, ()), spec)
     scoped_budgets = {
         "tenant": gov.tenant_budgets,
         "key": gov.key_budgets,
         "route": gov.route_budgets,
     }
-    for row in Budget.objects.filter(enabled=True).order_by("id"):
-        if row.scope not in scoped_budgets:
-            continue
-        subject = {"tenant": row.tenant_id, "key": row.api_key_id, "route": row.route_id}[row.scope]
-        spec = BudgetSpec(
-            id=row.id,
-            scope=row.scope,
-            subject_id=subject,
-            period=row.period,
-            hard=row.hard,
-            max_tokens=row.max_tokens,
-            max_cost=row.max_cost_usd,
-            thresholds=tuple(sorted(row.alert_thresholds or ())),
+    budget_rows = (
+        Budget.objects.filter(enabled=True)
+        .order_by("id")
+        .values(
+            "id",
+            "scope",
+            "tenant_id",
+            "api_key_id",
+            "route_id",
+            "period",
+            "hard",
+            "max_tokens",
+            "max_cost_usd",
+            "alert_thresholds",
         )
-        target = scoped_budgets[row.scope]
+    )
+    for row in budget_rows:
+        scope = row["scope"]
+        if scope not in scoped_budgets:
+            continue
+        subject = row[_SUBJECT_COLUMN[scope]]
+        spec = BudgetSpec(
+            id=row["id"],
+            scope=scope,
+            subject_id=subject,
+            period=row["period"],
+            hard=row["hard"],
+            max_tokens=row["max_tokens"],
+            max_cost=row["max_cost_usd"],
+            thresholds=tuple(sorted(row["alert_thresholds"] or ())),
+        )
+        target = scoped_budgets[scope]
         target[subject] = (*target.get(subject, ()), spec)
     return Governance(
         global_limits=tuple(global_limits),
@@ -324,17 +352,23 @@ def build_snapshot() -> Snapshot:
         # Redis away: build anyway; the next readable generation differs and rebuilds.
         logger.warning("config generation unreadable while building the snapshot")
         gen = "unknown"
-    tenants = {
-        t.id: TenantEntry(
-            id=t.id,
-            slug=t.slug,
-            name=t.name,
-            active=t.is_active,
-            allowed_routes=frozenset(t.allowed_routes or ()),
-            policy=Policy.of(t),
+    # Rows as dicts, not model instances: with 10,000 tenants and as many limits and
+    # budgets (bench), building ORM objects was most of a rebuild's time. Equal policies
+    # (nearly all of them: unset) are shared.
+    policies: dict[Policy, Policy] = {}
+    tenants = {}
+    for t in Tenant.objects.values(
+        "id", "slug", "name", "status", "allowed_routes", *Policy.__dataclass_fields__
+    ):
+        policy = Policy.from_values(t)
+        tenants[t["id"]] = TenantEntry(
+            id=t["id"],
+            slug=t["slug"],
+            name=t["name"],
+            active=t["status"] == Tenant.Status.ACTIVE,
+            allowed_routes=frozenset(t["allowed_routes"] or ()),
+            policy=policies.setdefault(policy, policy),
         )
-        for t in Tenant.objects.all()
-    }
     targets_by_route: dict[int, list[Target]] = {}
     version_source: list = []
     for rt in (
