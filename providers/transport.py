@@ -1,12 +1,12 @@
 """The upstream HTTP client: httpx's API over aiohttp's connection pool.
 
 The adapters speak httpx (`httpx.AsyncClient`, `httpx.Response`, httpx's exceptions), but
-the default httpx transport (httpcore over anyio) was
-the single most expensive part of a proxied request. `bench/http_clients.py` measures it
-against the bench's fake upstream with 16 requests in flight: httpx's own transport
-1.75-1.98 ms of CPU per request, the client below 0.23-0.32 ms, a bare aiohttp session
-0.10 ms. Much of httpcore's cost is per request and per pooled connection (every request
-polls every idle connection's socket for expiry), so it also grows with the pool.
+the default httpx transport (httpcore over anyio) was the single most expensive part of a
+proxied request. `bench/http_clients.py` measures it against the bench's fake upstream
+with 16 requests in flight: httpx's own transport 1.75-1.98 ms of CPU per request, the
+client below 0.23-0.32 ms, a bare aiohttp session 0.10 ms. Much of httpcore's cost is per
+request and per pooled connection (every request polls every idle connection's socket
+for expiry), so it also grows with the pool.
 
 This transport hands each request to one `aiohttp.ClientSession` per event loop and maps
 aiohttp's failures onto the httpx exceptions that `providers/http.py` classifies, with
