@@ -103,7 +103,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 auto_decompress=False,  # httpx.Response decodes by content-encoding
                 skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
                 cookie_jar=aiohttp.DummyCookieJar(),
-                trust_env=False,  # HTTP(S)_PROXY / NO_PROXY
+                trust_env=self._trust_env,  # HTTP(S)_PROXY / NO_PROXY from the environment
             )
             self._sessions[loop] = session
             self._close_with_loop(loop, session)
