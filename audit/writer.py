@@ -37,6 +37,7 @@ from django.db import (
 )
 
 logger = logging.getLogger(__name__)
+_TOUCHED_MAX = 100_000  # keys whose last write time the writer remembers
 
 
 def _redacted(row: dict) -> dict:
@@ -209,6 +210,8 @@ class AuditWriter:
         except DatabaseError:
             logger.warning("could not record key last-use times", exc_info=True)
             return
+        if len(self._touched) > _TOUCHED_MAX:
+            self._touched.clear()  # forgetting costs one early write per key, nothing more
         self._touched.update(due)
 
     def flush(self) -> None:

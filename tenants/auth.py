@@ -1,4 +1,5 @@
-"""API key authentication on the proxy path, served from the config snapshot (no ORM)."""
+"""API key authentication on the proxy path, served from the config snapshot (no ORM once a
+key has been seen)."""
 
 from __future__ import annotations
 
