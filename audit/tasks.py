@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from celery import shared_task
-
 from audit.services import audit_purge_older_than
+from gateway_project.celery import app
 
 
-@shared_task
+@app.task
 def audit_purge_expired() -> int:
     """Delete rows past AUDIT_RETENTION_DAYS (0 keeps them forever). Idempotent."""
     from django.conf import settings

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from celery import shared_task
-
 from billing import services
+from gateway_project.celery import app
 
 
-@shared_task
+@app.task
 def budget_alert_record(
     *, budget_id: int, period_key: str, threshold: int, spent_tokens: int, spent_cost: str
 ) -> bool:

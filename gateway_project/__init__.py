@@ -1,5 +1,7 @@
-from __future__ import annotations
+"""The Django project package.
 
-from gateway_project.celery import app as celery_app
-
-__all__ = ["celery_app"]
+The Celery app (`gateway_project.celery`) is not imported here, as Django projects often
+do: the task modules import it themselves (`@app.task`), so a proxy worker that never
+queues a task never loads Celery (about 5 MB per worker), and `celery -A gateway_project`
+still finds it as the package's `celery` submodule.
+"""
