@@ -6,6 +6,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import orjson
 import pytest
 from django.db.backends import utils as db_utils
 
@@ -168,3 +169,15 @@ def gateway(django_db_setup, django_db_blocker) -> Iterator[GatewayProcess]:
     process = GatewayProcess().start()
     yield process
     process.stop()
+
+
+def assert_envelope(response, status: int, type_: str, code: str | None = None) -> dict:
+    """A proxy error answer: the status, the OpenAI error envelope, and our request id."""
+    assert response.status_code == status, response.content
+    error = orjson.loads(response.content)["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["type"] == type_
+    if code is not None:
+        assert error["code"] == code
+    assert response["x-request-id"].startswith("req_")
+    return error

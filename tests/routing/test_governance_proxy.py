@@ -23,7 +23,7 @@ from billing.periods import period_for
 from billing.services import RateLimitSpec, Subject, budget_create, rate_limit_create
 from providers.tokens import count_prompt_tokens
 from tests import factories
-from tests.conftest import count_queries_everywhere
+from tests.conftest import assert_envelope, count_queries_everywhere
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -85,17 +85,6 @@ async def audit_rows() -> list[AuditEvent]:
 async def audit_row(response) -> AuditEvent:
     [row] = [r for r in await audit_rows() if r.request_id == response["x-request-id"]]
     return row
-
-
-def assert_envelope(response, status: int, type_: str, code: str | None = None) -> dict:
-    assert response.status_code == status, response.content
-    error = orjson.loads(response.content)["error"]
-    assert set(error) == {"message", "type", "param", "code"}
-    assert error["type"] == type_
-    if code is not None:
-        assert error["code"] == code
-    assert response["x-request-id"].startswith("req_")
-    return error
 
 
 def prompt_tokens() -> int:

@@ -15,7 +15,7 @@ from audit.writer import audit_writer
 from tenants.models import Tenant
 from tenants.services import api_key_revoke
 from tests import factories
-from tests.conftest import count_queries_everywhere
+from tests.conftest import assert_envelope, count_queries_everywhere
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -53,17 +53,6 @@ async def post(key: str | None, body: object, **headers: str):
 async def audit_rows() -> list[AuditEvent]:
     await sync_to_async(audit_writer.flush)()
     return await sync_to_async(lambda: list(AuditEvent.objects.order_by("created_at")))()
-
-
-def assert_envelope(response, status: int, type_: str, code: str | None = None) -> dict:
-    assert response.status_code == status, response.content
-    error = orjson.loads(response.content)["error"]
-    assert set(error) == {"message", "type", "param", "code"}
-    assert error["type"] == type_
-    if code is not None:
-        assert error["code"] == code
-    assert response["x-request-id"].startswith("req_")
-    return error
 
 
 async def test_it_answers_a_completion_and_audits_it(world):
