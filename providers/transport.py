@@ -24,13 +24,14 @@ the same meaning httpx gives them:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 
 import aiohttp
 import httpx
+
+from gateway_project.lib.loops import close_with_loop
 
 # Headers aiohttp computes itself from the URL and the body; passing httpx's copies too
 # would send them twice.
@@ -88,7 +89,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._trust_env = trust_env
         self._keepalive_expiry_s = keepalive_expiry_s
         self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
-        self._closers: dict[asyncio.AbstractEventLoop, AsyncIterator[None]] = {}
 
     def _session(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
@@ -107,34 +107,14 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 trust_env=self._proxies_configured(),
             )
             self._sessions[loop] = session
-            self._close_with_loop(loop, session)
-        return session
 
-    def _close_with_loop(
-        self, loop: asyncio.AbstractEventLoop, session: aiohttp.ClientSession
-    ) -> None:
-        """Close `session` when its event loop shuts down, whoever owns the loop.
-
-        A session outliving its loop warns about leaked connections. Every orderly loop
-        shutdown (asyncio.run, asyncio.Runner: uvicorn's workers, pytest-asyncio's tests)
-        closes the async generators still alive on it, so a started generator whose
-        `finally` closes the session is a shutdown hook that needs no cooperation.
-        """
-
-        async def closer() -> AsyncIterator[None]:
-            try:
-                yield
-            finally:
+            async def close() -> None:
                 await session.close()
-                self._sessions.pop(loop, None)
-                self._closers.pop(loop, None)
+                if self._sessions.get(loop) is session:
+                    del self._sessions[loop]
 
-        generator = closer()
-        # The loop tracks async generators weakly: keep it alive here.
-        self._closers[loop] = generator
-        # Run it to its `yield` now (no await needed: nothing in it suspends before that).
-        with contextlib.suppress(StopIteration):
-            generator.asend(None).send(None)  # type: ignore[attr-defined]
+            close_with_loop(close)
+        return session
 
     def _proxies_configured(self) -> bool:
         """Whether aiohttp should look for HTTP(S)_PROXY / NO_PROXY (and ~/.netrc).

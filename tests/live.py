@@ -130,9 +130,11 @@ class GatewayProcess:
 class RedisServer:
     """A throwaway redis-server on its own port, so the test may kill it."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, password: str = "") -> None:
         self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.password = password
+        credentials = f":{password}@" if password else ""
+        self.url = f"redis://{credentials}127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen | None = None
 
     def start(self) -> RedisServer:
@@ -147,6 +149,7 @@ class RedisServer:
                 "",
                 "--appendonly",
                 "no",
+                *(["--requirepass", self.password] if self.password else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -40,12 +40,6 @@ def _redis():
     return _sync_client
 
 
-def async_redis():  # type: ignore[no-untyped-def]
-    from gateway_project.lib.redis_client import async_client
-
-    return async_client()
-
-
 def bump() -> None:
     """Tell every process that the configuration changed.
 
@@ -80,7 +74,9 @@ def current() -> str:
 
 async def acurrent() -> str:
     if settings.REDIS_URL:
-        value = await async_redis().get(REDIS_KEY)
+        from gateway_project.lib.redis_client import execute
+
+        value = await execute("GET", REDIS_KEY)
         return value.decode() if value else "0"
     return _read_file()
 

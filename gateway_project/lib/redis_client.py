@@ -7,6 +7,10 @@ it is an in-process fakeredis with Lua; every client of the process shares one
 FakeServer, so separate clients (and separate event loops) see the same data, as they
 would on a real Redis.
 
+`execute()` sends one command of the proxy path (a Lua script, the config generation read)
+over the event loop's pipelined connection (`redis_pipe`), which costs a fraction of
+redis-py's pooled client per command; everything else uses `async_client()`.
+
 `register_script()` loads a `.lua` file once per process; calling the result runs it
 with EVALSHA, falling back to EVAL the first time a server has not seen it.
 """
@@ -22,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+
+from gateway_project.lib.redis_pipe import pipe
 
 _lock = threading.Lock()
 # Keyed by the loop object itself (weakly): a loop's id can be reused once it is gone, and
@@ -73,6 +79,15 @@ def async_client(url: str | None = None) -> Any:
     return client
 
 
+async def execute(*args: Any) -> Any:
+    """One command on the proxy path's connection: the event loop's pipelined connection
+    (`redis_pipe`) with REDIS_URL, the in-process fakeredis without."""
+    url = settings.REDIS_URL
+    if url:
+        return await pipe(url, timeout=settings.GATEWAY_REDIS_TIMEOUT_SECONDS).execute(*args)
+    return await async_client(url).execute_command(*args)
+
+
 class LuaScript:
     """A Lua script from a file, run by hash (EVALSHA) with EVAL as the fallback."""
 
@@ -84,13 +99,14 @@ class LuaScript:
     async def __call__(
         self, *, keys: Sequence[Any] = (), args: Sequence[Any] = (), client: Any = None
     ) -> Any:
+        """Run the script on `client`, or by default on the proxy path's connection."""
         import redis.exceptions
 
-        client = client if client is not None else async_client()
+        run = client.execute_command if client is not None else execute
         try:
-            return await client.evalsha(self.sha, len(keys), *keys, *args)
+            return await run("EVALSHA", self.sha, len(keys), *keys, *args)
         except redis.exceptions.NoScriptError:
-            return await client.eval(self.source, len(keys), *keys, *args)
+            return await run("EVAL", self.source, len(keys), *keys, *args)
 
 
 def register_script(name: str, path: Path | str) -> LuaScript:

@@ -14,6 +14,7 @@ from django.test import AsyncClient
 
 from billing.governance import governor
 from billing.models import Budget, RateLimit
+from gateway_project.lib.redis_pipe import PipelinedRedis
 from tests import factories
 from tests.conftest import count_queries_everywhere
 
@@ -23,19 +24,27 @@ USER = [{"role": "user", "content": "Hello there"}]
 
 @contextmanager
 def count_redis_round_trips() -> Iterator[list[str]]:
-    """Every command any asyncio Redis client sends (a Lua script call is one)."""
+    """Every command any asyncio Redis client sends (a Lua script call is one): redis-py's
+    (fakeredis without REDIS_URL) and the proxy path's pipelined connection."""
     sent: list[str] = []
-    original = redis.asyncio.Redis.execute_command
+    original_command = redis.asyncio.Redis.execute_command
+    original_pipe = PipelinedRedis.execute
 
     async def execute_command(self, *args, **options):  # type: ignore[no-untyped-def]
         sent.append(str(args[0]))
-        return await original(self, *args, **options)
+        return await original_command(self, *args, **options)
+
+    async def execute_on_pipe(self, *args):  # type: ignore[no-untyped-def]
+        sent.append(str(args[0]))
+        return await original_pipe(self, *args)
 
     redis.asyncio.Redis.execute_command = execute_command  # type: ignore[method-assign]
+    PipelinedRedis.execute = execute_on_pipe  # type: ignore[method-assign]
     try:
         yield sent
     finally:
-        redis.asyncio.Redis.execute_command = original  # type: ignore[method-assign]
+        redis.asyncio.Redis.execute_command = original_command  # type: ignore[method-assign]
+        PipelinedRedis.execute = original_pipe  # type: ignore[method-assign]
 
 
 @pytest.fixture
