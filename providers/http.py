@@ -50,6 +50,8 @@ USER_AGENT = "llm-gateway/1"
 # A bad base URL is as unreachable as a dead host; httpx.InvalidURL is not an HTTPError.
 _UNREACHABLE = (httpx.NetworkError, httpx.UnsupportedProtocol, httpx.ProxyError, httpx.InvalidURL)
 _TRANSPORT_ERRORS = (httpx.HTTPError, httpx.InvalidURL, TimeoutError)
+_URL_CACHE_SIZE = 1024
+_urls: dict[str, httpx.URL] = {}
 
 
 def timeouts(target: Target) -> httpx.Timeout:
@@ -163,6 +165,17 @@ def interrupted(exc: Exception, *, started: bool) -> Exception:
     return UpstreamStreamError(f"upstream dropped the stream: {exc!r}", kind="connection_lost")
 
 
+def _parsed_url(url: str) -> httpx.URL:
+    """httpx's parse of an upstream URL, kept: a gateway calls a handful of URLs over and
+    over, and parsing one cost more than building the rest of the request (~30 us)."""
+    parsed = _urls.get(url)
+    if parsed is None:
+        if len(_urls) >= _URL_CACHE_SIZE:
+            _urls.clear()
+        parsed = _urls[url] = httpx.URL(url)
+    return parsed
+
+
 def upstream_request(
     target: Target, url: str, headers: dict[str, str], payload: dict
 ) -> httpx.Request:
@@ -171,7 +184,7 @@ def upstream_request(
     providers.transport.UpstreamClient)."""
     return httpx.Request(
         "POST",
-        url,
+        _parsed_url(url),
         content=orjson.dumps(payload),
         headers={"user-agent": USER_AGENT, **headers},
         extensions={"timeout": timeouts(target).as_dict()},

@@ -30,12 +30,27 @@ from contextlib import contextmanager
 
 import aiohttp
 import httpx
+import yarl
 
 from gateway_project.lib.loops import close_with_loop
 
 # Headers aiohttp computes itself from the URL and the body; passing httpx's copies too
 # would send them twice.
 _COMPUTED_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+_EXTENSIONS = {"http_version": b"HTTP/1.1"}
+# Parsed upstream URLs: a gateway calls a handful of them over and over, and parsing one
+# costs more than the rest of building the request.
+_URL_CACHE_SIZE = 1024
+_yarl_urls: dict[httpx.URL, yarl.URL] = {}
+
+
+def _yarl_url(url: httpx.URL) -> yarl.URL:
+    parsed = _yarl_urls.get(url)
+    if parsed is None:
+        if len(_yarl_urls) >= _URL_CACHE_SIZE:
+            _yarl_urls.clear()
+        parsed = _yarl_urls[url] = yarl.URL(str(url), encoded=True)
+    return parsed
 
 
 @contextmanager
@@ -126,6 +141,34 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return self._trust_env and bool(urllib.request.getproxies())
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """The answer with its body as a stream, each chunk as soon as it arrives."""
+        response = await self._send(request)
+        return httpx.Response(
+            status_code=response.status,
+            headers=response.raw_headers,
+            stream=_ResponseBody(response, request),
+            request=request,
+            extensions=_EXTENSIONS,
+        )
+
+    async def read_whole(self, request: httpx.Request) -> httpx.Response:
+        """The answer with its whole body read (non-streamed calls): one read, no
+        chunk-by-chunk stream for httpx to iterate."""
+        response = await self._send(request)
+        try:
+            with _as_httpx_errors(request, reading=True):
+                content = await response.read()
+        finally:
+            response.release()
+        return httpx.Response(
+            status_code=response.status,
+            headers=response.raw_headers,
+            content=content,
+            request=request,
+            extensions=_EXTENSIONS,
+        )
+
+    async def _send(self, request: httpx.Request) -> aiohttp.ClientResponse:
         timeout = request.extensions.get("timeout") or {}
         connect, pool = timeout.get("connect"), timeout.get("pool")
         headers = [
@@ -135,9 +178,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         ]
         content = await request.aread()
         with _as_httpx_errors(request, reading=False):
-            response = await self._session().request(
+            return await self._session().request(
                 request.method,
-                str(request.url),
+                _yarl_url(request.url),
                 headers=headers,
                 data=content or None,
                 allow_redirects=False,
@@ -150,13 +193,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                     sock_read=timeout.get("read"),
                 ),
             )
-        return httpx.Response(
-            status_code=response.status,
-            headers=response.raw_headers,
-            stream=_ResponseBody(response, request),
-            request=request,
-            extensions={"http_version": b"HTTP/1.1"},
-        )
 
     async def aclose(self) -> None:
         sessions, self._sessions = self._sessions, {}
@@ -193,13 +229,9 @@ class UpstreamClient(httpx.AsyncClient):
             raise RuntimeError("Cannot send a request, as the client has been closed.")
         if "timeout" not in request.extensions:
             request.extensions["timeout"] = self.timeout.as_dict()
-        response = await self.upstream_transport.handle_async_request(request)
-        if not stream:
-            try:
-                await response.aread()
-            finally:
-                await response.aclose()
-        return response
+        if stream:
+            return await self.upstream_transport.handle_async_request(request)
+        return await self.upstream_transport.read_whole(request)
 
 
 def new_upstream_client(*, max_connections: int = 1000, trust_env: bool = True) -> UpstreamClient:
