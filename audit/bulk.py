@@ -59,8 +59,9 @@ def _defaults() -> dict[str, object]:
     }
 
 
-def insert_rows(rows: list[dict]) -> None:
-    """Insert `rows` (AuditEvent field values by attname) in one statement."""
+def insert_rows(rows: list[dict], *, between_rows: Callable[[], None] | None = None) -> None:
+    """Insert `rows` (AuditEvent field values by attname) in one statement, calling
+    `between_rows()` after each row is encoded (the writer thread yields the GIL there)."""
     if connection.vendor != "postgresql":
         AuditEvent.objects.bulk_create([AuditEvent(**fields) for fields in rows])
         return
@@ -84,3 +85,5 @@ def insert_rows(rows: list[dict]) -> None:
                     for key, _, adapt in columns
                 ]
             )
+            if between_rows is not None:
+                between_rows()
