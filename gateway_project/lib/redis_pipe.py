@@ -60,17 +60,22 @@ def encode_command(args: tuple[Any, ...]) -> bytes:
     """A command as a RESP array of bulk strings (what redis-py sends too)."""
     parts = [b"*%d\r\n" % len(args)]
     for arg in args:
-        if isinstance(arg, bytes):
-            data = arg
-        elif isinstance(arg, str):
+        kind = type(arg)  # exact types first: this runs for every argument of every call
+        if kind is str:
             data = arg.encode()
-        elif isinstance(arg, int) and not isinstance(arg, bool):
+        elif kind is int:
             data = b"%d" % arg
-        elif isinstance(arg, float):
+        elif kind is bytes:
+            data = arg
+        elif kind is float:
             data = repr(arg).encode()
-        else:
+        elif isinstance(arg, bool) or not isinstance(arg, int | str | bytes):
             # As redis-py: None and booleans have no single Redis spelling.
-            raise redis.exceptions.DataError(f"cannot send {type(arg).__name__} to Redis")
+            raise redis.exceptions.DataError(f"cannot send {kind.__name__} to Redis")
+        elif isinstance(arg, int):  # an IntEnum, say
+            data = b"%d" % int(arg)
+        else:
+            data = arg.encode() if isinstance(arg, str) else bytes(arg)
         parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
     return b"".join(parts)
 
@@ -91,6 +96,19 @@ class _RespProtocol(asyncio.Protocol):
         self.waiters: collections.deque[asyncio.Future] = collections.deque()
         self.transport: asyncio.Transport | None = None
         self.usable = False
+        self.outgoing: list[bytes] = []  # commands of this loop turn, written together
+
+    def send(self, data: bytes, loop: asyncio.AbstractEventLoop) -> None:
+        """Queue a command; everything queued in one turn of the loop goes out in one
+        write (one system call for the commands of many concurrent requests)."""
+        if not self.outgoing:
+            loop.call_soon(self.flush)
+        self.outgoing.append(data)
+
+    def flush(self) -> None:
+        outgoing, self.outgoing = self.outgoing, []
+        if self.usable and outgoing:
+            self.transport.write(b"".join(outgoing))  # type: ignore[union-attr]
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -151,7 +169,7 @@ class PipelinedRedis:
     async def _send(self, protocol: _RespProtocol, data: bytes) -> Any:
         waiter = self._loop.create_future()
         protocol.waiters.append(waiter)
-        protocol.transport.write(data)  # type: ignore[union-attr]
+        protocol.send(data, self._loop)
         timer = self._loop.call_later(self._timeout, self._expire, protocol, waiter)
         try:
             reply = await waiter
