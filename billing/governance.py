@@ -35,6 +35,10 @@ logger = logging.getLogger(__name__)
 COST_UNITS = Decimal(10) ** 10  # Redis holds cost as an integer of 1e-10 USD
 RESERVATIONS_ZSET = "gw:resv:expiry"
 _LUA = Path(__file__).resolve().parent / "lua"
+_SCRIPTS = {
+    name: register_script(f"billing.{name}", _LUA / f"{name}.lua")
+    for name in ("admit", "settle", "init_budget")
+}
 
 
 def cost_to_units(cost: Decimal) -> int:
@@ -106,9 +110,7 @@ class Governor:
 
     async def _run(self, name: str, keys: list[str], args: list) -> list:
         try:
-            return await register_script(f"billing.{name}", _LUA / f"{name}.lua")(
-                keys=keys, args=args
-            )
+            return await _SCRIPTS[name](keys=keys, args=args)
         except Exception as exc:
             if is_unavailable(exc):
                 raise GovernanceUnavailable(str(exc)) from exc

@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import orjson
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from billing.enforcement import (
@@ -93,10 +94,9 @@ async def _govern(exchange: Exchange, body_bytes: int) -> None:
     )
     policy = caller.key.policy
     # Counting tokens costs CPU: only when something needs the number before the call.
-    needs_count = (
-        bool(budgets)
-        or policy.max_prompt_tokens is not None
-        or any(limit.tpm is not None for limit in limits)
+    governed = settings.GATEWAY_GOVERNANCE_ENABLED
+    needs_count = policy.max_prompt_tokens is not None or (
+        governed and (bool(budgets) or any(limit.tpm is not None for limit in limits))
     )
     prompt_tokens = (
         count_prompt_tokens(chat.body["messages"], route.targets[0].kind) if needs_count else 0
