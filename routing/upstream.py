@@ -244,7 +244,10 @@ async def open_stream(exchange: Exchange) -> tuple[AsyncIterator[dict], dict]:
         stream = provider_for(target.kind).stream(target, upstream_body(exchange, target), client)
         wait = target.first_byte_timeout_s or target.timeout_s
         try:
-            first = await asyncio.wait_for(anext(stream), wait)
+            # asyncio.timeout, not wait_for: wait_for runs the read in a task of its own,
+            # one more task and loop turn before the first token.
+            async with asyncio.timeout(wait):
+                first = await anext(stream)
         except TimeoutError:
             await stream.aclose()  # type: ignore[attr-defined]
             raise UpstreamError(f"no first byte within {wait:g} s", kind="timeout") from None
