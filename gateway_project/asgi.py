@@ -24,6 +24,7 @@ from django.test.utils import override_settings  # noqa: E402
 from django.urls import set_script_prefix  # noqa: E402
 
 from audit.writer import audit_writer  # noqa: E402
+from gateway_project.lib import after_response  # noqa: E402
 
 
 class ProxyASGIHandler(ASGIHandler):
@@ -63,7 +64,12 @@ class ProxyASGIHandler(ASGIHandler):
             await self.send_response(error_response, send)
             return
 
+        # Work the request owes after its answer (the budget settlement): run below, once
+        # the response is out, still within this call (gateway_project/lib/after_response).
+        deferred: list[after_response.Deferred] = []
+
         async def process_request() -> None:
+            after_response.collect_into(deferred)
             response = await self.run_get_response(request)
             with contextlib.suppress(asyncio.CancelledError):  # the client left mid-send
                 await self.send_response(response, send)
@@ -81,6 +87,7 @@ class ProxyASGIHandler(ASGIHandler):
                     await task
         finally:
             body_file.close()
+            await after_response.run(deferred)
 
 
 proxy_asgi_app = ProxyASGIHandler()
@@ -94,6 +101,7 @@ async def application(scope, receive, send):  # type: ignore[no-untyped-def]
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await after_response.drain()  # settlements still in flight finish first
                 await audit_writer.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

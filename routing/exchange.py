@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -12,6 +13,7 @@ from django.http import HttpRequest
 
 from audit.writer import audit_writer
 from billing.enforcement import Guard, settle
+from gateway_project.lib import after_response
 from gateway_project.lib.errors import GatewayError
 from providers.base import Target, UpstreamError
 from providers.tokens import estimate_prompt_tokens, estimate_tokens
@@ -164,6 +166,13 @@ def estimate_usage_if_missing(exchange: Exchange, usage_seen: bool) -> None:
     exchange.prompt_tokens = estimate_prompt_tokens(exchange.chat.body.get("messages", []))
     exchange.completion_tokens = estimate_tokens(exchange.response_text)
     exchange.metadata["usage_estimated"] = True
+
+
+async def settle_after_response(exchange: Exchange) -> None:
+    """Settle once the answer has been sent (the client does not wait for the Redis round
+    trip), or at once where the server cannot defer it (gateway_project/lib/after_response)."""
+    if exchange.guard is not None and exchange.guard.admission is not None:
+        await after_response.defer(functools.partial(settle_exchange, exchange))
 
 
 async def settle_exchange(exchange: Exchange) -> None:

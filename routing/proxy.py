@@ -10,13 +10,15 @@ Order of work for one request (ARCHITECTURE.md walks through it):
 6. the response cache, when the route has one.
 7. `upstream.try_targets()`: targets in the strategy's order, circuits, retries, fallback.
 8. the answer (JSON, or SSE relayed chunk by chunk by `relay.relay()`), one audit row
-   handed to the writer queue, and the settlement of what was reserved.
+   handed to the writer queue, and the settlement of what was reserved (after the answer
+   has been sent: gateway_project/lib/after_response.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -34,7 +36,7 @@ from billing.enforcement import (
     requested_output_cap,
     settle,
 )
-from gateway_project.lib import errors
+from gateway_project.lib import after_response, errors
 from gateway_project.lib.errors import GatewayError
 from providers.base import Target
 from providers.registry import provider_for
@@ -45,6 +47,7 @@ from routing.exchange import (
     Exchange,
     estimate_usage_if_missing,
     gateway_headers,
+    settle_after_response,
     settle_exchange,
     usage_from,
 )
@@ -154,7 +157,9 @@ async def _serve_cached(exchange: Exchange, hit: response_cache.CachedAnswer) ->
     guard = exchange.guard
     if guard is not None:
         # Nothing was consumed upstream: release the reservation, correct TPM to zero.
-        await settle(guard.admission, tokens=0, cost=Decimal(0))
+        await after_response.defer(
+            functools.partial(settle, guard.admission, tokens=0, cost=Decimal(0))
+        )
     if chat.stream:
         chunks = response_cache.replay_chunks(hit.completion, include_usage=chat.include_usage)
 
@@ -202,7 +207,7 @@ async def _complete(exchange: Exchange) -> HttpResponse:
             response[name] = value
         _store_in_cache(exchange, result)
     exchange.record(outcome="success", status=200)
-    await settle_exchange(exchange)
+    await settle_after_response(exchange)
     return response
 
 
@@ -231,7 +236,7 @@ async def handle_chat_completion(request: HttpRequest) -> HttpResponse:
             stream, first = await open_stream(exchange)
     except GatewayError as exc:
         exchange.record(outcome=exc.outcome, status=exc.status, error=exc)
-        await settle_exchange(exchange)  # releases what was reserved
+        await settle_after_response(exchange)  # releases what was reserved
         response = exc.response()
         for name, value in gateway_headers(exchange).items():
             response[name] = value
@@ -250,7 +255,7 @@ async def handle_chat_completion(request: HttpRequest) -> HttpResponse:
         logger.exception("chat completion failed")
         failure = errors.internal_error()
         exchange.record(outcome="error", status=500, error=failure)
-        await settle_exchange(exchange)
+        await settle_after_response(exchange)
         return failure.response()
     response = StreamingHttpResponse(
         relay(exchange, stream, first), content_type="text/event-stream"

@@ -12,7 +12,13 @@ from gateway_project.lib import errors
 from gateway_project.lib.errors import GatewayError
 from providers.base import UpstreamStreamError
 from providers.circuit import breaker as circuit_breaker
-from routing.exchange import Exchange, estimate_usage_if_missing, settle_exchange, usage_from
+from routing.exchange import (
+    Exchange,
+    estimate_usage_if_missing,
+    settle_after_response,
+    settle_exchange,
+    usage_from,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -117,9 +123,17 @@ async def relay(
         if outcome == "cancelled":
             exchange.metadata["cancelled_after_ms"] = exchange.elapsed_ms()
         exchange.record(outcome=outcome, status=status, error=failure)
-        settling = asyncio.ensure_future(settle_exchange(exchange))
-        try:
-            await stream.aclose()  # type: ignore[attr-defined]
-            await asyncio.shield(settling)
-        except (asyncio.CancelledError, GeneratorExit):
-            pass  # `settling` runs to completion on its own
+        if outcome == "cancelled":
+            # The client left: settle now, on its own, whatever else is cancelled around us.
+            settling = asyncio.ensure_future(settle_exchange(exchange))
+            try:
+                await stream.aclose()  # type: ignore[attr-defined]
+                await asyncio.shield(settling)
+            except (asyncio.CancelledError, GeneratorExit):
+                pass  # `settling` runs to completion on its own
+        else:
+            try:
+                await stream.aclose()  # type: ignore[attr-defined]
+            finally:
+                # After the stream's last byte has left, not before it.
+                await settle_after_response(exchange)

@@ -3,6 +3,7 @@ no database query and a fixed, small number of Redis round trips."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
@@ -101,3 +102,72 @@ async def test_an_ungoverned_request_touches_neither_redis_nor_the_database(worl
             await ask(key, "free", stream=True)
     assert queries.queries == []
     assert sent == []
+
+
+async def serve(key: str, route: str, *, stream: bool, events: list[str]) -> None:
+    """One request through the production ASGI entry point (the one uvicorn runs), noting
+    what goes out to the client in `events`."""
+    from gateway_project.asgi import application
+
+    body = orjson.dumps({"model": route, "messages": USER, "stream": stream})
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/chat/completions",
+        "raw_path": b"/v1/chat/completions",
+        "root_path": "",
+        "query_string": b"",
+        "server": ("testserver", 80),
+        "client": ("127.0.0.1", 50000),
+        "headers": [
+            (b"host", b"testserver"),
+            (b"content-type", b"application/json"),
+            (b"authorization", f"Bearer {key}".encode()),
+        ],
+    }
+    received = False
+
+    async def receive() -> dict:
+        nonlocal received
+        if not received:
+            received = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.sleep(3600)  # the client stays connected
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            assert message["status"] == 200
+            events.append("response starts")
+        elif not message.get("more_body"):
+            events.append("response ends")
+
+    await application(scope, receive, send)
+    events.append("handler returns")
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
+async def test_the_settlement_waits_until_the_answer_has_been_sent(world, stream):
+    """The client gets its answer without waiting for the settlement's round trip, and the
+    server still counts the request in flight until it is settled."""
+    await governor.reset_for_tests()
+    key = world["governed"]
+    await ask(key, "governed", stream)  # warm
+    events: list[str] = []
+    with count_redis_round_trips() as sent:
+        original = governor.settle
+
+        async def settle(*args, **kwargs):  # type: ignore[no-untyped-def]
+            events.append("settled")
+            return await original(*args, **kwargs)
+
+        governor.settle = settle  # type: ignore[method-assign]
+        try:
+            await serve(key, "governed", stream=stream, events=events)
+        finally:
+            del governor.settle
+    assert events == ["response starts", "response ends", "settled", "handler returns"]
+    assert sent == ["EVALSHA", "EVALSHA"]
