@@ -185,6 +185,10 @@ class Governor:
 
     async def _rebuild(self, missing: list[tuple[BudgetSpec, Period]]) -> None:
         for budget, period in missing:
+            # On the thread that does the proxy's other reads (keys, snapshots), whose
+            # connection is kept (CONN_MAX_AGE): after a Redis restart every budget in use
+            # is rebuilt at once, and a new connection per rebuild (a Postgres backend
+            # each) was most of that burst's cost.
             tokens, cost = await off_loop(
                 functools.partial(
                     _ledger_total,
@@ -192,8 +196,7 @@ class Governor:
                     subject_id=budget.subject_id,
                     start=period.start,
                     end=period.end,
-                ),
-                thread_sensitive=False,
+                )
             )
             expire_at = (
                 int(period.end.timestamp()) + 86_400 if period.end else int(time.time()) + 10**9
@@ -250,16 +253,9 @@ class Governor:
 
 
 def _ledger_total(**kwargs: object) -> tuple[int, Decimal]:
-    """The ledger sum, on a pool thread whose connection is closed again afterwards
-    (rebuilds are rare; an idle connection per pool thread would linger)."""
-    from django.db import connection
-
     from billing.selectors import budget_spend_in_period
 
-    try:
-        return budget_spend_in_period(**kwargs)  # type: ignore[arg-type]
-    finally:
-        connection.close()
+    return budget_spend_in_period(**kwargs)  # type: ignore[arg-type]
 
 
 def _or_none(value: int | None) -> int:
