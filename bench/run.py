@@ -882,9 +882,18 @@ def start_litellm(procs: Processes, workdir: Path, upstream_port: int, cmd: list
         env,
     )
     wait_http(f"http://127.0.0.1:{port}/health/liveliness", proc, 120, "litellm", procs)
-    deadline = time.monotonic() + 30
-    while len(worker_pids(proc.pid)) < WORKERS and time.monotonic() < deadline:
-        time.sleep(0.2)
+    # LiteLLM 1.108 spawns its workers with multiprocessing, one after the other: the first
+    # answers health checks while the next is still importing (tens of MB, not a worker
+    # yet). Wait until WORKERS children have finished importing (LiteLLM's workers hold
+    # over 300 MB), or the measurement would miss a worker's CPU and memory.
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        loaded = [p for p in worker_pids(proc.pid) if (proc_status_kb(p, "VmRSS") or 0) > 150_000]
+        if len(loaded) >= WORKERS:
+            break
+        time.sleep(0.5)
+    else:
+        log(f"LiteLLM: fewer than {WORKERS} workers finished starting; measuring anyway")
     time.sleep(2.0)
     return proc, port
 
