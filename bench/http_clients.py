@@ -18,13 +18,10 @@ quotes for choosing the client.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import resource
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,37 +29,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from client import BODY  # noqa: E402
+from cpu_cost import measure  # noqa: E402
 from run import free_port  # noqa: E402
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-async def measure(
-    name: str, call: Callable[[], Awaitable[None]], requests: int, concurrency: int
-) -> dict:
-    async def worker(count: int) -> None:
-        for _ in range(count):
-            await call()
-
-    await worker(50)  # connections open, caches warm
-    cpu0, wall0 = cpu_seconds(), time.perf_counter()
-    await asyncio.gather(*(worker(requests // concurrency) for _ in range(concurrency)))
-    cpu1, wall1 = cpu_seconds(), time.perf_counter()
-    done = (requests // concurrency) * concurrency
-    result = {
-        "client": name,
-        "cpu_ms_per_request": round(1000 * (cpu1 - cpu0) / done, 3),
-        "requests_per_s": round(done / (wall1 - wall0)),
-    }
-    print(
-        f"{name:38s} {result['cpu_ms_per_request']:6.3f} ms CPU/request "
-        f"{result['requests_per_s']:7,d} req/s",
-        flush=True,
-    )
-    return result
 
 
 async def main(url: str, requests: int, concurrency: int) -> None:
@@ -74,6 +42,7 @@ async def main(url: str, requests: int, concurrency: int) -> None:
 
     body = orjson.dumps(dict(BODY, model="bench-model"))
     headers = {"content-type": "application/json", "authorization": "Bearer bench"}
+    load = {"calls": requests, "concurrency": concurrency, "warmup": 50, "unit": "request"}
 
     async with httpx.AsyncClient(
         trust_env=False,
@@ -84,7 +53,7 @@ async def main(url: str, requests: int, concurrency: int) -> None:
             response = await plain.post(url, content=body, headers=headers)
             response.raise_for_status()
 
-        await measure("httpx (default transport)", via_httpx, requests, concurrency)
+        await measure("httpx (default transport)", via_httpx, **load)
 
     async with new_upstream_client(trust_env=False) as ours:
 
@@ -92,7 +61,7 @@ async def main(url: str, requests: int, concurrency: int) -> None:
             response = await ours.send(httpx.Request("POST", url, content=body, headers=headers))
             response.raise_for_status()
 
-        await measure("gateway client (httpx API over aiohttp)", via_ours, requests, concurrency)
+        await measure("gateway client (httpx API over aiohttp)", via_ours, **load)
 
     async with aiohttp.ClientSession() as session:
 
@@ -101,7 +70,7 @@ async def main(url: str, requests: int, concurrency: int) -> None:
                 await response.read()
                 response.raise_for_status()
 
-        await measure("aiohttp (bare session)", via_aiohttp, requests, concurrency)
+        await measure("aiohttp (bare session)", via_aiohttp, **load)
 
 
 if __name__ == "__main__":

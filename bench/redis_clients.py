@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import resource
 import sys
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from cpu_cost import measure  # noqa: E402
 
 SCRIPT = """
 local n = redis.call('INCRBY', KEYS[1], ARGV[1])
@@ -33,39 +33,6 @@ redis.call('HINCRBY', KEYS[2], 'calls', 1)
 return {n, ARGV[3]}
 """
 KEYS = ("bench:redis:counter", "bench:redis:hash")
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-async def measure(
-    name: str, call: Callable[[], Awaitable[object]], calls: int, concurrency: int
-) -> dict:
-    async def worker(count: int) -> None:
-        for _ in range(count):
-            await call()
-
-    await worker(200)  # connected, script loaded, caches warm
-    per_worker = calls // concurrency
-    cpu0, wall0 = cpu_seconds(), time.perf_counter()
-    await asyncio.gather(*(worker(per_worker) for _ in range(concurrency)))
-    cpu1, wall1 = cpu_seconds(), time.perf_counter()
-    done = per_worker * concurrency
-    result = {
-        "client": name,
-        "in_flight": concurrency,
-        "cpu_us_per_call": round(1e6 * (cpu1 - cpu0) / done, 1),
-        "wall_us_per_call": round(1e6 * (wall1 - wall0) / done, 1),
-        "calls_per_s": round(done / (wall1 - wall0)),
-    }
-    print(
-        f"{name:28s} {concurrency:3d} in flight  {result['cpu_us_per_call']:7.1f} us CPU/call "
-        f"{result['calls_per_s']:8,d} calls/s",
-        flush=True,
-    )
-    return result
 
 
 async def main(url: str, calls: int) -> None:
@@ -85,8 +52,9 @@ async def main(url: str, calls: int) -> None:
 
     for concurrency in (1, 16):
         for _ in range(2):  # alternate, so a busy moment does not favour one
-            await measure("redis-py asyncio (pooled)", with_redis_py, calls, concurrency)
-            await measure("pipelined connection", with_pipe, calls, concurrency)
+            load = {"calls": calls, "concurrency": concurrency, "warmup": 200}
+            await measure("redis-py asyncio (pooled)", with_redis_py, **load)
+            await measure("pipelined connection", with_pipe, **load)
     await pooled.delete(*KEYS)
     await pooled.aclose()
     await pipelined.aclose()
