@@ -184,6 +184,8 @@ class Governor:
         raise GovernanceUnavailable("budget counters could not be rebuilt")
 
     async def _rebuild(self, missing: list[tuple[BudgetSpec, Period]]) -> None:
+        from billing.selectors import budget_spend_in_period
+
         for budget, period in missing:
             # On the thread that does the proxy's other reads (keys, snapshots), whose
             # connection is kept (CONN_MAX_AGE): after a Redis restart every budget in use
@@ -191,7 +193,7 @@ class Governor:
             # each) was most of that burst's cost.
             tokens, cost = await off_loop(
                 functools.partial(
-                    _ledger_total,
+                    budget_spend_in_period,
                     scope=budget.scope,
                     subject_id=budget.subject_id,
                     start=period.start,
@@ -250,12 +252,6 @@ class Governor:
         for key in keys:
             if not key.startswith(b"gw:config"):
                 await client.delete(key)
-
-
-def _ledger_total(**kwargs: object) -> tuple[int, Decimal]:
-    from billing.selectors import budget_spend_in_period
-
-    return budget_spend_in_period(**kwargs)  # type: ignore[arg-type]
 
 
 def _or_none(value: int | None) -> int:

@@ -24,6 +24,7 @@ the same meaning httpx gives them:
 from __future__ import annotations
 
 import asyncio
+import functools
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -38,19 +39,13 @@ from gateway_project.lib.loops import close_with_loop
 # would send them twice.
 _COMPUTED_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 _EXTENSIONS = {"http_version": b"HTTP/1.1"}
-# Parsed upstream URLs: a gateway calls a handful of them over and over, and parsing one
-# costs more than the rest of building the request.
-_URL_CACHE_SIZE = 1024
-_yarl_urls: dict[httpx.URL, yarl.URL] = {}
 
 
+@functools.lru_cache(maxsize=1024)
 def _yarl_url(url: httpx.URL) -> yarl.URL:
-    parsed = _yarl_urls.get(url)
-    if parsed is None:
-        if len(_yarl_urls) >= _URL_CACHE_SIZE:
-            _yarl_urls.clear()
-        parsed = _yarl_urls[url] = yarl.URL(str(url), encoded=True)
-    return parsed
+    """aiohttp's parse of an upstream URL, kept: a gateway calls a handful of them over and
+    over, and parsing one costs more than the rest of building the request."""
+    return yarl.URL(str(url), encoded=True)
 
 
 @contextmanager

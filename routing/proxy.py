@@ -247,7 +247,7 @@ async def handle_chat_completion(request: HttpRequest) -> HttpResponse:
         # must still happen.
         exchange.metadata["cancelled_after_ms"] = exchange.elapsed_ms()
         exchange.record(outcome="cancelled", status=499)
-        settling = asyncio.ensure_future(settle_exchange(exchange))
+        settling = after_response.start([functools.partial(settle_exchange, exchange)])
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.shield(settling)
         raise

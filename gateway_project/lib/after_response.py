@@ -43,13 +43,18 @@ async def run(pending: list[Deferred]) -> None:
     """Run what was deferred, in order, to the end even if the caller is cancelled (a
     settlement cut short would leave its reservation held until it expires): a cancelled
     caller stops waiting, the work goes on."""
-    if not pending:
-        return
+    if pending:
+        await asyncio.shield(start(pending))
+
+
+def start(pending: list[Deferred]) -> asyncio.Future:
+    """Start running `pending` (emptied) on its own, now: the task outlives the caller's
+    cancellation, and the server's shutdown waits for it (`drain()`)."""
     task = asyncio.ensure_future(_run_all(list(pending)))
     pending.clear()
     _running.add(task)
     task.add_done_callback(_running.discard)
-    await asyncio.shield(task)
+    return task
 
 
 async def _run_all(pending: list[Deferred]) -> None:
