@@ -7,9 +7,10 @@ local unpack = unpack or table.unpack
 -- ARGV: [1] now_ms, [2] request_id, [3] reservation expiry (ms, absolute), [4] L, [5] B,
 --       [6] prompt-token estimate (for TPM), then per limit: rpm, tpm (-1 = none),
 --       then per budget: max_tokens, max_cost (-1 = none), hard (1/0), tokens, cost
--- Rate-limit hashes hold one field per second: "r<sec>" requests, "t<sec>" tokens;
--- a window is the last 60 whole seconds. Budget hashes hold st/sc (spent tokens/cost)
--- and rt/rc (reserved); cost is an integer in 1e-10 USD.
+-- Rate-limit hashes hold one field per second: "r<sec>" requests, "t<sec>" tokens (a
+-- window is the last 60 whole seconds), and their sums (see slide() below). Budget
+-- hashes hold st/sc (spent tokens/cost) and rt/rc (reserved); cost is an integer in
+-- 1e-10 USD.
 -- Returns {status, ...}: {"ok", sec, then per limit: rem_req, rem_tok, reset_req, reset_tok}
 -- or {"rate_limited", limit_index, kind, limit, retry_ms} or {"budget", budget_index,
 -- kind} or {"missing", budget_index...}.
@@ -52,7 +53,101 @@ if #missing > 0 then
   return {'missing', unpack(missing)}
 end
 
--- Rate limits: sum the window, drop seconds that left it.
+-- Rate limits. Besides its per-second buckets, each hash keeps the sums of the buckets it
+-- holds and the oldest second that holds one, so that admission takes out only the
+-- seconds that have just left the window instead of reading all of them: a hash under
+-- steady load holds 120 buckets, and reading them all made up most of this script's cost.
+-- The sums are named like buckets of second 0 ("r0" requests, "t0" tokens, "f0" the
+-- oldest second, "b0" when they were last recounted): a process still running the previous
+-- version of this script sees them as long expired and deletes them instead of failing,
+-- and this one then recounts. Every bucket is also recounted once a window, so that
+-- whatever put the sums off (a previous version's settlement, a hand edit) lasts at most
+-- one window.
+local function recount(key)
+  local fields = redis.call('HGETALL', key)
+  local used_r, used_t, first = 0, 0, nil
+  local stale = {}
+  for f = 1, #fields, 2 do
+    local name = fields[f]
+    local kind = string.sub(name, 1, 1)
+    local sec = tonumber(string.sub(name, 2))
+    if (kind == 'r' or kind == 't') and sec and sec > 0 then
+      if sec <= now_s - WINDOW then
+        table.insert(stale, name)
+      else
+        if kind == 'r' then
+          used_r = used_r + tonumber(fields[f + 1])
+        else
+          used_t = used_t + tonumber(fields[f + 1])
+        end
+        if first == nil or sec < first then first = sec end
+      end
+    end
+  end
+  if #stale > 0 then
+    redis.call('HDEL', key, unpack(stale))
+  end
+  redis.call('HSET', key, 'r0', used_r, 't0', used_t, 'b0', now_s)
+  if first then redis.call('HSET', key, 'f0', first) else redis.call('HDEL', key, 'f0') end
+  return used_r, used_t, first
+end
+
+-- The window's totals after dropping the seconds that left it, and its oldest second.
+local function slide(key)
+  local v = redis.call('HMGET', key, 'r0', 't0', 'f0', 'b0')
+  local used_r, used_t, first, counted = tonumber(v[1]), tonumber(v[2]), tonumber(v[3]), tonumber(v[4])
+  local horizon = now_s - WINDOW  -- this second and older are out of the window
+  if used_r == nil or used_t == nil or counted == nil or counted <= horizon
+      or (first ~= nil and first < horizon - WINDOW) then
+    return recount(key)
+  end
+  if first == nil then
+    if used_r ~= 0 or used_t ~= 0 then return recount(key) end  -- sums with no bucket
+    return 0, 0, nil
+  end
+  if first > horizon then
+    return used_r, used_t, first
+  end
+  local names = {}
+  for sec = first, horizon do
+    table.insert(names, 'r' .. sec)
+    table.insert(names, 't' .. sec)
+  end
+  local values = redis.call('HMGET', key, unpack(names))
+  local gone_r, gone_t = 0, 0
+  for n = 1, #names, 2 do
+    gone_r = gone_r + (tonumber(values[n]) or 0)
+    gone_t = gone_t + (tonumber(values[n + 1]) or 0)
+  end
+  redis.call('HDEL', key, unpack(names))
+  used_r, used_t = used_r - gone_r, used_t - gone_t
+  -- The new oldest second: the first after the horizon that has a bucket (under steady
+  -- load the very next one). A clock ahead of ours may have written up to a window ahead.
+  first = nil
+  if used_r ~= 0 or used_t ~= 0 then
+    for sec = horizon + 1, now_s + WINDOW do
+      if redis.call('HEXISTS', key, 'r' .. sec) == 1 then
+        first = sec
+        break
+      end
+    end
+    if first == nil then return recount(key) end  -- sums that no bucket explains
+  end
+  redis.call('HSET', key, 'r0', used_r, 't0', used_t)
+  if first then redis.call('HSET', key, 'f0', first) else redis.call('HDEL', key, 'f0') end
+  return used_r, used_t, first
+end
+
+-- The oldest second of the window whose tokens still count (settlement can bring a second's
+-- tokens down to zero, and such a second frees nothing when it leaves).
+local function oldest_tokens(key, first)
+  for sec = first, math.max(first, now_s) + WINDOW do
+    local t = tonumber(redis.call('HGET', key, 't' .. sec))
+    if t and t > 0 then return sec end
+  end
+  return nil
+end
+
 local results = {}
 local base = 6
 for i = 1, L do
@@ -60,29 +155,9 @@ for i = 1, L do
   local rpm = tonumber(ARGV[base + 1])
   local tpm = tonumber(ARGV[base + 2])
   base = base + 2
-  local fields = redis.call('HGETALL', key)
-  local used_r, used_t = 0, 0
-  local oldest_r, oldest_t = nil, nil
-  local stale = {}
-  for f = 1, #fields, 2 do
-    local name = fields[f]
-    local sec = tonumber(string.sub(name, 2))
-    if sec <= now_s - WINDOW then
-      table.insert(stale, name)
-    else
-      local v = tonumber(fields[f + 1])
-      if string.sub(name, 1, 1) == 'r' then
-        used_r = used_r + v
-        if v > 0 and (oldest_r == nil or sec < oldest_r) then oldest_r = sec end
-      else
-        used_t = used_t + v
-        if v > 0 and (oldest_t == nil or sec < oldest_t) then oldest_t = sec end
-      end
-    end
-  end
-  if #stale > 0 then
-    redis.call('HDEL', key, unpack(stale))
-  end
+  local used_r, used_t, first = slide(key)
+  local oldest_r = (first ~= nil and used_r > 0) and first or nil
+  local oldest_t = (first ~= nil and used_t > 0) and oldest_tokens(key, first) or nil
   local reset_r = oldest_r and ((oldest_r + WINDOW) * 1000 - now_ms) or 0
   local reset_t = oldest_t and ((oldest_t + WINDOW) * 1000 - now_ms) or 0
   if rpm >= 0 and used_r + 1 > rpm then
@@ -98,7 +173,7 @@ for i = 1, L do
   -- Counting this request may start the window: it frees up a full window from now.
   if oldest_r == nil then reset_r = (now_s + WINDOW) * 1000 - now_ms end
   if oldest_t == nil and est > 0 then reset_t = (now_s + WINDOW) * 1000 - now_ms end
-  table.insert(results, {rem_r, rem_t, reset_r, reset_t})
+  table.insert(results, {rem_r, rem_t, reset_r, reset_t, first})
 end
 
 -- Budgets: hard ones refuse when spent + reserved + this request's worst case would pass.
@@ -124,7 +199,15 @@ end
 for i = 1, L do
   local key = KEYS[2 + i]
   redis.call('HINCRBY', key, 'r' .. now_s, 1)
-  if est > 0 then redis.call('HINCRBY', key, 't' .. now_s, est) end
+  redis.call('HINCRBY', key, 'r0', 1)
+  if est > 0 then
+    redis.call('HINCRBY', key, 't' .. now_s, est)
+    redis.call('HINCRBY', key, 't0', est)
+  end
+  local first = results[i][5]
+  if first == nil or now_s < first then  -- (older than the oldest: a clock running behind)
+    redis.call('HSET', key, 'f0', now_s)
+  end
   redis.call('EXPIRE', key, WINDOW * 2)
 end
 if B > 0 then
@@ -140,6 +223,6 @@ end
 
 local out = {'ok', now_s}
 for _, r in ipairs(results) do
-  for _, x in ipairs(r) do table.insert(out, x) end
+  for n = 1, 4 do table.insert(out, r[n]) end
 end
 return out

@@ -46,6 +46,7 @@ if delta ~= 0 then
     local key = KEYS[2 + B + i]
     if redis.call('HEXISTS', key, field) == 1 then
       redis.call('HINCRBY', key, field, delta)
+      redis.call('HINCRBY', key, 't0', delta)  -- the window's sum
     end
   end
 end

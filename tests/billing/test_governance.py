@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import random
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime, time, timedelta
@@ -118,8 +119,9 @@ async def state(gov: Governor, spec: BudgetSpec, now: datetime = T0) -> dict[str
 async def window(gov: Governor, spec: LimitSpec) -> tuple[int, int]:
     """Requests and tokens a rate limit's hash holds."""
     raw = await gov._client().hgetall(spec.redis_key)
-    requests = sum(int(v) for k, v in raw.items() if k.startswith(b"r"))
-    tokens = sum(int(v) for k, v in raw.items() if k.startswith(b"t"))
+    buckets = {k: int(v) for k, v in raw.items() if k[1:].isdigit() and int(k[1:]) > 0}
+    requests = sum(v for k, v in buckets.items() if k.startswith(b"r"))
+    tokens = sum(v for k, v in buckets.items() if k.startswith(b"t"))
     return requests, tokens
 
 
@@ -216,6 +218,72 @@ async def test_tokens_leave_the_window_too(gov):
     await refused(gov, limits=[tpm], est=1, now=T0 + timedelta(seconds=59))
 
     await admitted(gov, limits=[tpm], est=100, now=T0 + timedelta(seconds=60))
+
+
+async def test_the_window_sums_match_the_requests_in_it_as_time_moves(gov):
+    """Admission keeps running sums of each window instead of reading every second of it:
+    checked against a plain list of what was counted when, over steps from a millisecond to
+    two windows, with settlements correcting the tokens."""
+    rng = random.Random(5)
+    big = limit(rpm=100_000, tpm=10_000_000)
+    counted: list[list[int]] = []  # [second, tokens] of every admitted request
+    now = T0
+    for _ in range(300):
+        now += timedelta(seconds=rng.choice([0, 0.001, 0.4, 1, 3, 59, 61, 125]))
+        second = int(now.timestamp())
+        in_window = [entry for entry in counted if entry[0] > second - 60]
+        est = rng.randint(1, 40)
+
+        admission = await admitted(gov, limits=[big], est=est, now=now)
+
+        assert admission.headers["x-ratelimit-remaining-requests"] == str(
+            100_000 - len(in_window) - 1
+        )
+        assert admission.headers["x-ratelimit-remaining-tokens"] == str(
+            10_000_000 - sum(tokens for _, tokens in in_window) - est
+        )
+        counted.append([second, est])
+        if rng.random() < 0.6:
+            used = rng.randint(0, 60)
+            await gov.settle(admission, tokens=used, cost=Decimal(0))
+            counted[-1][1] = used
+
+
+async def test_a_window_written_without_sums_is_counted_from_its_seconds(gov):
+    """Hashes written before the sums existed (or by a process still running that version)
+    hold only per-second fields: they are read whole once, then kept incrementally."""
+    tpm = limit(rpm=100, tpm=1000)
+    second = int(T0.timestamp())
+    await gov._client().hset(
+        tpm.redis_key,
+        mapping={
+            f"r{second - 70}": 9,
+            f"t{second - 70}": 900,
+            f"r{second - 5}": 2,
+            f"t{second - 5}": 300,
+            f"r{second}": 1,
+            f"t{second}": 50,
+        },
+    )
+
+    admission = await admitted(gov, limits=[tpm], est=10)
+
+    assert admission.headers["x-ratelimit-remaining-requests"] == str(100 - 3 - 1)
+    assert admission.headers["x-ratelimit-remaining-tokens"] == str(1000 - 350 - 10)
+    assert admission.headers["x-ratelimit-reset-requests"] == "55s"
+    assert await window(gov, tpm) == (4, 360)
+
+
+async def test_sums_that_went_wrong_are_recounted_within_one_window(gov):
+    rpm = limit(rpm=100)
+    await admitted(gov, limits=[rpm], now=T0)
+    await gov._client().hset(rpm.redis_key, "r0", 77)  # the requests' sum, put off by hand
+
+    later = await admitted(gov, limits=[rpm], now=T0 + timedelta(seconds=30))
+    recounted = await admitted(gov, limits=[rpm], now=T0 + timedelta(seconds=61))
+
+    assert later.headers["x-ratelimit-remaining-requests"] == str(100 - 77 - 1)
+    assert recounted.headers["x-ratelimit-remaining-requests"] == str(100 - 1 - 1)
 
 
 async def test_settling_with_fewer_tokens_than_estimated_frees_tpm(gov):
