@@ -113,3 +113,70 @@ def test_keys_last_use_is_written_once_per_batch_and_at_most_once_a_minute(setti
     second.refresh_from_db()
     assert first.last_used_at == start + timedelta(seconds=2)  # within the minute: not written
     assert second.last_used_at == start + timedelta(seconds=90)
+
+
+@pytest.mark.django_db
+def test_every_kind_of_value_comes_back_as_it_was_written():
+    """The batch travels as one JSON document on Postgres: text with quotes, backslashes,
+    newlines and characters beyond the BMP, exact decimals, microseconds and JSON columns
+    must all come back unchanged."""
+    when = timezone.now().replace(microsecond=123456)
+    prompt = [
+        {"role": "system", "content": 'say "hi"\\n\tthen \\u0041 ünïcödé 🚀'},
+        {"role": "user", "content": [{"type": "text", "text": "line one\nline two"}]},
+    ]
+    written = row(
+        "req_kinds",
+        created_at=when,
+        prompt=prompt,
+        response="It's {fine}: 100% \\ ok\r\n🚀",
+        cost_usd=Decimal("1234.0123456789"),
+        ttft_ms=None,
+        latency_ms=42,
+        stream=True,
+        fallback_used=True,
+        attempt_log=[{"target": "a", "status": 503, "ms": 1.5}],
+        metadata={"tags": ["x", "y"], "nested": {"n": 1, "price": Decimal("0.10")}},
+    )
+    writer = AuditWriter()
+    writer.record(written)
+    writer.flush()
+
+    stored = AuditEvent.objects.get(request_id="req_kinds")
+    assert stored.created_at == when
+    assert stored.prompt == prompt
+    assert stored.response == "It's {fine}: 100% \\ ok\r\n🚀"
+    assert stored.cost_usd == Decimal("1234.0123456789")
+    assert (stored.ttft_ms, stored.latency_ms, stored.stream, stored.fallback_used) == (
+        None,
+        42,
+        True,
+        True,
+    )
+    assert stored.attempt_log == [{"target": "a", "status": 503, "ms": 1.5}]
+    assert stored.metadata == {"tags": ["x", "y"], "nested": {"n": 1, "price": "0.10"}}
+    assert (stored.error_message, stored.completion_tokens) == ("", 0)  # the defaults
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_row_the_database_cannot_store_goes_to_the_dead_letter_file_and_the_rest_land(
+    settings, tmp_path
+):
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite stores NUL characters; Postgres text cannot")
+    settings.STATE_DIR = tmp_path
+    writer = AuditWriter()
+    writer.record(row("req_before"))
+    writer.record(row("req_nul", response="a\x00b"))
+    writer.record(row("req_after"))
+
+    writer.flush()
+
+    assert set(AuditEvent.objects.values_list("request_id", flat=True)) == {
+        "req_before",
+        "req_after",
+    }
+    kept = (tmp_path / "audit-dead-letter.jsonl").read_text().splitlines()
+    assert [line for line in kept if '"req_nul"' in line] != []
