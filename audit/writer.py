@@ -126,12 +126,13 @@ class AuditWriter:
 
     def _run(self) -> None:
         backoff = 0.1
+        due = 0.0  # when the next batch may start (time.monotonic())
         while True:
             with self._cond:
-                if not self._queue and not self._closing:
-                    self._cond.wait(settings.AUDIT_FLUSH_INTERVAL_SECONDS)
+                self._wait_for_batch(due)
                 if self._closing and not self._queue:
                     return
+            due = time.monotonic() + settings.AUDIT_FLUSH_INTERVAL_SECONDS
             if not self._write_batch(own_thread=True):
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
@@ -142,6 +143,22 @@ class AuditWriter:
                     return
             else:
                 backoff = 0.1
+
+    def _wait_for_batch(self, due: float) -> None:
+        """Return (holding `_cond`) when a batch should be written: one flush interval after
+        the previous batch started, or at once when a full batch waits or on shutdown.
+
+        Not as soon as the previous batch is done: under load rows arrive while a batch is
+        being written, and writing them at once made batches of a few dozen rows, each
+        paying the fixed cost of a statement and a commit (about 0.3 ms of the writer's
+        CPU, held against the proxy's share of the GIL, and a commit for Postgres). Paced,
+        a batch holds an interval's traffic: at 1,000 requests a second, 200 rows."""
+        interval = settings.AUDIT_FLUSH_INTERVAL_SECONDS
+        while not self._closing and len(self._queue) < settings.AUDIT_BATCH_SIZE:
+            wait = due - time.monotonic() if self._queue else interval
+            if wait <= 0:
+                return
+            self._cond.wait(wait)
 
     # --- writing ---------------------------------------------------------------------------
     def _take(self) -> list[dict]:
