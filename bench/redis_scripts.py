@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import redis
@@ -31,6 +32,19 @@ def evalsha_usage(client: redis.Redis) -> tuple[int, int]:
     return int(stats.get("calls", 0)), int(stats.get("usec", 0))
 
 
+def redis_us_per_call(client: redis.Redis, calls: Iterable[tuple]) -> float:
+    """Run `calls` (EVALSHA arguments), pipelined 50 at a time; Redis's CPU per call."""
+    calls_before, usec_before = evalsha_usage(client)
+    pipe = client.pipeline(transaction=False)
+    for count, args in enumerate(calls, 1):
+        pipe.evalsha(*args)
+        if count % 50 == 0:
+            pipe.execute()
+    pipe.execute()
+    calls_after, usec_after = evalsha_usage(client)
+    return (usec_after - usec_before) / max(calls_after - calls_before, 1)
+
+
 def run(client: redis.Redis, step_ms: int, requests: int) -> tuple[float, float]:
     for key in client.scan_iter(PREFIX + "*"):
         client.delete(key)
@@ -38,38 +52,27 @@ def run(client: redis.Redis, step_ms: int, requests: int) -> tuple[float, float]
     settle = client.script_load((LUA / "settle.lua").read_text())
     client.hset(BUDGET, mapping={"st": 0, "sc": 0, "rt": 0, "rc": 0})
     start_ms = int(time.time() * 1000)
-    pipe = client.pipeline(transaction=False)
-    counted = (0, 0)
 
-    for i in range(requests):
+    def admission(i: int) -> tuple:
         now_ms = start_ms + i * step_ms
-        if i == requests // 2:
-            pipe.execute()
-            counted = evalsha_usage(client)
-        pipe.evalsha(
+        return (
             admit, 4, f"{PREFIX}resv:{i}", RESERVATIONS, LIMIT, BUDGET,
             now_ms, f"r{i}", now_ms + 10**12, 1, 1, 30,  # never expires here
             10**8, 10**11,  # rpm, tpm: never refuse
             -1, 10**20, 1, 1000, 100_000,  # budget: no token cap, a cost cap, hard, need
         )  # fmt: skip
-        if i % 50 == 49:
-            pipe.execute()
-    pipe.execute()
-    calls, usec = evalsha_usage(client)
-    admit_us = (usec - counted[1]) / max(calls - counted[0], 1)
 
-    counted = evalsha_usage(client)
-    for i in range(requests // 2, requests):
+    def settlement(i: int) -> tuple:
         second = (start_ms + i * step_ms) // 1000
-        pipe.evalsha(
+        return (
             settle, 4, f"{PREFIX}resv:{i}", RESERVATIONS, BUDGET, LIMIT,
             f"r{i}", 1, 1, 25, 25_000, second, -5,
         )  # fmt: skip
-        if i % 50 == 49:
-            pipe.execute()
-    pipe.execute()
-    calls, usec = evalsha_usage(client)
-    settle_us = (usec - counted[1]) / max(calls - counted[0], 1)
+
+    half = requests // 2
+    redis_us_per_call(client, map(admission, range(half)))  # fills the window
+    admit_us = redis_us_per_call(client, map(admission, range(half, requests)))
+    settle_us = redis_us_per_call(client, map(settlement, range(half, requests)))
     for key in client.scan_iter(PREFIX + "*"):
         client.delete(key)
     return admit_us, settle_us
