@@ -5,11 +5,11 @@ spends per row can hold up a request. `bulk_create` prepares every field of ever
 through the ORM's compiler (about 0.3 ms of CPU per row in the benchmark profile). On
 Postgres the batch goes through psycopg's COPY instead: one statement, each row's values
 picked in one C call (`operator.itemgetter`), formatted by psycopg's C code, and only the
-JSON columns encoded in Python (by orjson). Measured per row, batches of 75: the Python
-work 30 us when each value went through a Python function of its own, 14-16 us like this;
-Postgres's own CPU 40-53 us. (One INSERT of the whole batch as a JSON document, parsed by
-`json_populate_recordset`, took 13 us of Python but 67-80 us of Postgres CPU, which on a
-small machine the requests pay too.) Both paths insert the same columns with the same
+JSON columns encoded in Python (by orjson). Measured, the writer's CPU per row: 28-32 us
+when each value went through a Python function of its own, 18-20 us like this (plus about
+0.3 ms a batch, whatever its size); Postgres's own CPU 40-60 us. (One INSERT of the whole
+batch as a JSON document, parsed by `json_populate_recordset`, took 13 us of Python but
+67-80 us of Postgres CPU, which on a small machine the requests pay too.) Both paths insert the same columns with the same
 defaults, and either inserts the whole batch or nothing (COPY is one statement;
 bulk_create runs in one transaction), so the writer's retry and bad-row isolation work the
 same on both.
@@ -67,21 +67,18 @@ def insert_rows(rows: list[dict], *, between_rows: Callable[[], None] | None = N
     if connection.vendor != "postgresql":
         # JSON columns as Postgres gets them (Decimal and the like as text), which Django's
         # JSONField would refuse.
-        AuditEvent.objects.bulk_create(
-            [
-                AuditEvent(
-                    **{
-                        **fields,
-                        **{
-                            name: orjson.loads(_json_text(fields[name]))
-                            for name in layout.json_names
-                            if name in fields
-                        },
-                    }
-                )
-                for fields in rows
-            ]
-        )
+        plain = [
+            {
+                **fields,
+                **{
+                    name: orjson.loads(_json_text(fields[name]))
+                    for name in layout.json_names
+                    if name in fields
+                },
+            }
+            for fields in rows
+        ]
+        AuditEvent.objects.bulk_create([AuditEvent(**fields) for fields in plain])
         return
     from psycopg.types.json import Jsonb
 
