@@ -17,6 +17,7 @@ same on both.
 
 from __future__ import annotations
 
+import functools
 import operator
 from collections.abc import Callable
 from typing import Any
@@ -44,14 +45,9 @@ class _Layout:
         self.json_names = [fields[index].attname for index in self.json_positions]
 
 
-_LAYOUT: _Layout | None = None
-
-
+@functools.cache
 def _layout() -> _Layout:
-    global _LAYOUT
-    if _LAYOUT is None:
-        _LAYOUT = _Layout()
-    return _LAYOUT
+    return _Layout()
 
 
 def _json_text(value: object) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 from dataclasses import dataclass, field
@@ -173,6 +174,12 @@ async def settle_after_response(exchange: Exchange) -> None:
     trip), or at once where the server cannot defer it (gateway_project/lib/after_response)."""
     if exchange.guard is not None and exchange.guard.admission is not None:
         await after_response.defer(functools.partial(settle_exchange, exchange))
+
+
+def settle_detached(exchange: Exchange) -> asyncio.Future:
+    """Start settling now, on its own (the client left): the settlement runs to the end
+    whatever is cancelled around the caller, and a graceful shutdown waits for it."""
+    return after_response.start([functools.partial(settle_exchange, exchange)])
 
 
 async def settle_exchange(exchange: Exchange) -> None:

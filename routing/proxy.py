@@ -48,7 +48,7 @@ from routing.exchange import (
     estimate_usage_if_missing,
     gateway_headers,
     settle_after_response,
-    settle_exchange,
+    settle_detached,
     usage_from,
 )
 from routing.relay import completion_text, relay, sse
@@ -247,7 +247,7 @@ async def handle_chat_completion(request: HttpRequest) -> HttpResponse:
         # must still happen.
         exchange.metadata["cancelled_after_ms"] = exchange.elapsed_ms()
         exchange.record(outcome="cancelled", status=499)
-        settling = after_response.start([functools.partial(settle_exchange, exchange)])
+        settling = settle_detached(exchange)
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.shield(settling)
         raise

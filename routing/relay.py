@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from collections.abc import AsyncIterator
 
 import orjson
 
-from gateway_project.lib import after_response, errors
+from gateway_project.lib import errors
 from gateway_project.lib.errors import GatewayError
 from providers.base import UpstreamStreamError
 from providers.circuit import breaker as circuit_breaker
@@ -17,7 +16,7 @@ from routing.exchange import (
     Exchange,
     estimate_usage_if_missing,
     settle_after_response,
-    settle_exchange,
+    settle_detached,
     usage_from,
 )
 
@@ -126,7 +125,7 @@ async def relay(
         exchange.record(outcome=outcome, status=status, error=failure)
         if outcome == "cancelled":
             # The client left: settle now, on its own, whatever else is cancelled around us.
-            settling = after_response.start([functools.partial(settle_exchange, exchange)])
+            settling = settle_detached(exchange)
             try:
                 await stream.aclose()  # type: ignore[attr-defined]
                 await asyncio.shield(settling)

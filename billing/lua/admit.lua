@@ -149,6 +149,7 @@ local function oldest_tokens(key, first)
 end
 
 local results = {}
+local firsts = {}  -- per limit, its window's oldest second before this request (or nil)
 local base = 6
 for i = 1, L do
   local key = KEYS[2 + i]
@@ -173,7 +174,8 @@ for i = 1, L do
   -- Counting this request may start the window: it frees up a full window from now.
   if oldest_r == nil then reset_r = (now_s + WINDOW) * 1000 - now_ms end
   if oldest_t == nil and est > 0 then reset_t = (now_s + WINDOW) * 1000 - now_ms end
-  table.insert(results, {rem_r, rem_t, reset_r, reset_t, first})
+  table.insert(results, {rem_r, rem_t, reset_r, reset_t})
+  firsts[i] = first
 end
 
 -- Budgets: hard ones refuse when spent + reserved + this request's worst case would pass.
@@ -204,7 +206,7 @@ for i = 1, L do
     redis.call('HINCRBY', key, 't' .. now_s, est)
     redis.call('HINCRBY', key, 't0', est)
   end
-  local first = results[i][5]
+  local first = firsts[i]
   if first == nil or now_s < first then  -- (older than the oldest: a clock running behind)
     redis.call('HSET', key, 'f0', now_s)
   end
@@ -223,6 +225,6 @@ end
 
 local out = {'ok', now_s}
 for _, r in ipairs(results) do
-  for n = 1, 4 do table.insert(out, r[n]) end
+  for _, x in ipairs(r) do table.insert(out, x) end
 end
 return out
