@@ -181,3 +181,10 @@ def assert_envelope(response, status: int, type_: str, code: str | None = None) 
         assert error["code"] == code
     assert response["x-request-id"].startswith("req_")
     return error
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test in a `*_live.py` module starts real processes: `-m "not live"` skips them."""
+    for item in items:
+        if item.path.name.endswith("_live.py"):
+            item.add_marker(pytest.mark.live)
