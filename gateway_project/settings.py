@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",  # management API tokens (manage.py drf_create_token)
     "channels",
     "tenants",
     "providers",
@@ -144,9 +145,15 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = STATE_DIR / "static"
 
+# The management API (gateway_project/lib/drf.py): a DRF token (`Authorization: Token
+# <key>`) for scripts, the admin session (CSRF enforced) for browsers, never HTTP Basic;
+# staff with the Django model permission each request needs, reads included.
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["gateway_project.lib.drf_permissions.ModelPermissions"],
     "EXCEPTION_HANDLER": "gateway_project.lib.drf.exception_handler",
 }
 
