@@ -217,6 +217,9 @@ DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "gateway@localhost")
 GATEWAY_ADMIN_LOGIN_RATE = envstr("GATEWAY_ADMIN_LOGIN_RATE", "10/m")  # per client IP
 GATEWAY_ADMIN_LOGIN_USERNAME_RATE = envstr("GATEWAY_ADMIN_LOGIN_USERNAME_RATE", "20/m")
 GATEWAY_API_AUTH_RATE = envstr("GATEWAY_API_AUTH_RATE", "60/m")  # failed API auth per IP
+# Monitoring reads /ready's checks and /health/providers with `Authorization: Bearer
+# <this>` (or a staff session). Empty: staff sessions only. Also read from ..._FILE.
+GATEWAY_METRICS_TOKEN = envsecret("GATEWAY_METRICS_TOKEN")
 # Behind a reverse proxy, name the header carrying the client IP (else all share its IP).
 RATELIMIT_IP_META_KEY = envstr("RATELIMIT_IP_META_KEY", "") or None
 
