@@ -59,10 +59,8 @@ def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
 def _mount() -> None:
     from gateway_project.health import router as health_router
     from routing.api import router as proxy_router
-    from routing.cache_api import router as cache_router
 
     api.add_router("/v1", proxy_router)
-    api.add_router("/api/v1/cache", cache_router)
     api.add_router("", health_router)
 
 

@@ -1,6 +1,8 @@
 """Liveness, readiness, and the circuit state of every provider target.
 
 None of this is the proxy's hot path: these views read the database and Redis directly.
+The status of /health and /ready is public; /ready's checks and backlog and the whole of
+/health/providers are for operators only (gateway_project/lib/operator_access.py).
 """
 
 from __future__ import annotations
@@ -8,11 +10,12 @@ from __future__ import annotations
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja import Router
 
 from audit.writer import audit_writer
-from gateway_project.lib import redis_client
+from gateway_project.lib import errors, redis_client
+from gateway_project.lib.operator_access import Access, operator_access
 from providers.circuit import OPEN, BreakerUnavailable, CircuitState, breaker, target_key
 from providers.selectors import provider_models_by_name
 
@@ -56,18 +59,51 @@ async def _circuits(keys: list[str]) -> dict[str, CircuitState] | None:
         return None
 
 
-@router.get("/health/providers", summary="Every provider target and its circuit state")
-async def health_providers(request: HttpRequest) -> JsonResponse:
+def _operators_only(access: Access) -> HttpResponse:
+    if access is Access.ANONYMOUS:
+        error = errors.GatewayError(
+            401,
+            "Provider details need a staff session or the metrics token "
+            "(Authorization: Bearer <GATEWAY_METRICS_TOKEN>).",
+            code="not_authenticated",
+            headers={"WWW-Authenticate": 'Bearer realm="gateway-metrics"'},
+        )
+    else:
+        error = errors.permission_denied(
+            "Provider details need a staff session or the metrics token.",
+            code="permission_denied",
+        )
+    return error.response()
+
+
+def _private(response: HttpResponse) -> HttpResponse:
+    # The same URL answers anonymous callers with less: no shared cache may keep this one.
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+@router.get(
+    "/health/providers",
+    summary="Every provider target and its circuit state (staff session or metrics token)",
+)
+async def health_providers(request: HttpRequest) -> HttpResponse:
+    access = await operator_access(request)
+    if access is not Access.OPERATOR:
+        return _operators_only(access)
     targets = await sync_to_async(_provider_targets)()
     circuits = await _circuits([target["key"] for target in targets])
     for target in targets:
         state = circuits.get(target["key"]) if circuits is not None else None
         target["circuit"] = state.as_dict() if state is not None else None
-    return JsonResponse(targets, safe=False)
+    return _private(JsonResponse(targets, safe=False))
 
 
-@router.get("/ready", summary="Readiness: database, Redis and at least one usable provider target")
-async def ready(request: HttpRequest) -> JsonResponse:
+@router.get(
+    "/ready",
+    summary="Readiness: database, Redis and at least one usable provider target "
+    "(the checks for a staff session or the metrics token only)",
+)
+async def ready(request: HttpRequest) -> HttpResponse:
     checks = {"database": await sync_to_async(_database_ok)()}
     if settings.REDIS_URL:
         try:
@@ -88,12 +124,13 @@ async def ready(request: HttpRequest) -> JsonResponse:
         )
     checks["providers"] = usable > 0
     ok = all(checks.values())
-    return JsonResponse(
-        {
-            "status": "ok" if ok else "unavailable",
-            "checks": checks,
-            "usable_targets": usable,
-            "audit_pending": audit_writer.pending(),
-        },
-        status=200 if ok else 503,
-    )
+    body = {
+        "status": "ok" if ok else "unavailable",
+        "checks": checks,
+        "usable_targets": usable,
+        "audit_pending": audit_writer.pending(),
+    }
+    if await operator_access(request) is not Access.OPERATOR:
+        # A wrong token gets the public answer too: the status is public anyway.
+        return JsonResponse({"status": body["status"]}, status=200 if ok else 503)
+    return _private(JsonResponse(body, status=200 if ok else 503))

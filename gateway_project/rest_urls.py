@@ -2,15 +2,24 @@
 
 Kept apart from the ninja proxy API (mounted at the root under `/v1/`), which must stay
 free of DRF. Every view here carries `AuthFailureRateLimitMixin`
-(gateway_project/lib/ratelimit.py) so password guessing over HTTP Basic gets 429;
-tests/test_brute_force.py fails if one does not.
+(gateway_project/lib/ratelimit.py) so token guessing gets 429, and `ManagementAPIMixin`
+(gateway_project/lib/drf.py) for authentication and model permissions;
+tests/test_brute_force.py and tests/test_management_access.py fail if one does not.
 """
 
 from __future__ import annotations
 
-from django.urls import include, path
-from rest_framework.routers import SimpleRouter
+from typing import Any
 
+from django.urls import include, path
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.reverse import reverse
+from rest_framework.routers import APIRootView, SimpleRouter
+
+from gateway_project.lib.drf import ManagementAPIMixin
+from gateway_project.lib.ratelimit import AuthFailureRateLimitMixin
+from routing.cache_api import CacheStatsView
 from routing.rest import RouteViewSet
 from tenants.rest import (
     TenantKeyDetailView,
@@ -19,6 +28,27 @@ from tenants.rest import (
     TenantViewSet,
 )
 
+
+class ManagementAPIRoot(AuthFailureRateLimitMixin, ManagementAPIMixin, APIRootView):
+    """The management API: tenants and their keys, routes, cache statistics.
+
+    Authenticate with `Authorization: Token <key>` (`manage.py drf_create_token <user>`)
+    or the admin's session. Every endpoint needs a staff account with the model permission
+    it names (the Ops and Finance groups hold sensible sets); this list only needs staff.
+    """
+
+    # Links only, no data: any staff account may read it (ModelPermissions skips the
+    # model check for views with this flag, as DRF's own root does).
+    _ignore_model_permissions = True
+
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        links = super().get(request, *args, **kwargs).data
+        # Keys live under a tenant: give the template rather than a link to one tenant.
+        tenants = reverse("management:tenant-list", request=request)
+        links["tenant-keys"] = f"{tenants}{{slug}}/keys/"
+        return Response(links)
+
+
 router = SimpleRouter()
 router.register("tenants", TenantViewSet, basename="tenant")
 router.register("routes", RouteViewSet, basename="route")
@@ -26,7 +56,19 @@ router.register("routes", RouteViewSet, basename="route")
 app_name = "management"
 
 urlpatterns = [
+    path(
+        "",
+        ManagementAPIRoot.as_view(
+            api_root_dict={
+                "tenants": "tenant-list",
+                "routes": "route-list",
+                "cache-stats": "cache-stats",
+            }
+        ),
+        name="api-root",
+    ),
     path("", include(router.urls)),
+    path("cache/stats", CacheStatsView.as_view(), name="cache-stats"),
     path("tenants/<slug:slug>/keys/", TenantKeysView.as_view(), name="tenant-keys"),
     path("tenants/<slug:slug>/keys/<int:pk>/", TenantKeyDetailView.as_view(), name="tenant-key"),
     path(

@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",  # management API tokens (manage.py drf_create_token)
     "channels",
     "tenants",
     "providers",
@@ -144,9 +145,15 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = STATE_DIR / "static"
 
+# The management API (gateway_project/lib/drf.py): a DRF token (`Authorization: Token
+# <key>`) for scripts, the admin session (CSRF enforced) for browsers, never HTTP Basic;
+# staff with the Django model permission each request needs, reads included.
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["gateway_project.lib.drf_permissions.ModelPermissions"],
     "EXCEPTION_HANDLER": "gateway_project.lib.drf.exception_handler",
 }
 
@@ -210,6 +217,9 @@ DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "gateway@localhost")
 GATEWAY_ADMIN_LOGIN_RATE = envstr("GATEWAY_ADMIN_LOGIN_RATE", "10/m")  # per client IP
 GATEWAY_ADMIN_LOGIN_USERNAME_RATE = envstr("GATEWAY_ADMIN_LOGIN_USERNAME_RATE", "20/m")
 GATEWAY_API_AUTH_RATE = envstr("GATEWAY_API_AUTH_RATE", "60/m")  # failed API auth per IP
+# Monitoring reads /ready's checks and /health/providers with `Authorization: Bearer
+# <this>` (or a staff session). Empty: staff sessions only. Also read from ..._FILE.
+GATEWAY_METRICS_TOKEN = envsecret("GATEWAY_METRICS_TOKEN")
 # Behind a reverse proxy, name the header carrying the client IP (else all share its IP).
 RATELIMIT_IP_META_KEY = envstr("RATELIMIT_IP_META_KEY", "") or None
 

@@ -1,42 +1,56 @@
-"""Cache statistics for operators: `GET /api/v1/cache/stats` (a Django staff session).
+"""Cache statistics for operators: `GET /api/v1/cache/stats[?tenant_id=<id>]`.
 
-Mount once in gateway_project/api.py: `api.add_router("/api/v1/cache", cache_api.router)`.
-Ninja has no session-staff auth of its own, so the view checks the session user itself and
-answers 403 in the OpenAI error envelope otherwise.
+A view of the DRF management API (gateway_project/rest_urls.py), so it authenticates,
+checks permissions and answers errors like every other management endpoint: a token or
+the admin session, staff with `routing.view_route` (cached answers belong to routes; the
+counters span every tenant). Clearing the cache is the admin's (routing/admin_cache.py,
+`routing.change_route`).
 """
 
 from __future__ import annotations
 
-import orjson
-from django.http import HttpRequest, HttpResponse
-from ninja import Router
+from asgiref.sync import async_to_sync
+from rest_framework import exceptions, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
-from gateway_project.lib import errors
+from gateway_project.lib.drf import ManagementAPIMixin
+from gateway_project.lib.ratelimit import AuthFailureRateLimitMixin
 from gateway_project.lib.redis_client import is_unavailable
 from routing import cache
-
-router = Router(tags=["cache"])
-
-
-async def _is_staff(request: HttpRequest) -> bool:
-    # `request.user` would hit the session and the database from the event loop.
-    user = await request.auser()
-    return bool(user.is_active and user.is_staff)
+from routing.models import Route
 
 
-@router.get("/stats", summary="Response cache hits, misses and entries (staff only)")
-async def cache_stats(request: HttpRequest, tenant_id: int | None = None) -> HttpResponse:
-    """Counters for every tenant (with a per-tenant breakdown), or for `tenant_id` alone."""
-    if not await _is_staff(request):
-        return errors.permission_denied(
-            "Cache statistics need a staff session.", code="staff_only"
-        ).response()
-    try:
-        body = await cache.stats(tenant_id)
-    except Exception as exc:
-        if not is_unavailable(exc):
-            raise
-        return errors.upstream_failed(
-            "The cache store is unreachable.", status=503, code="cache_unavailable"
-        ).response()
-    return HttpResponse(orjson.dumps(body), content_type="application/json")
+class CacheUnavailable(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "The cache store is unreachable."
+    default_code = "cache_unavailable"
+
+
+def _tenant_id(raw: str | None) -> int | None:
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit():
+        raise exceptions.ValidationError(
+            {"tenant_id": [exceptions.ErrorDetail("A tenant id is a positive integer.", "invalid")]}
+        )
+    return int(raw)
+
+
+class CacheStatsView(AuthFailureRateLimitMixin, ManagementAPIMixin, APIView):
+    """Response cache hits, misses and entries: every tenant (with a per-tenant breakdown),
+    or `?tenant_id=` alone."""
+
+    permission_model = Route
+
+    def get(self, request: Request) -> Response:
+        tenant_id = _tenant_id(request.query_params.get("tenant_id"))
+        try:
+            # Sync view, async Redis client: the admin's clear-cache page does the same.
+            body = async_to_sync(cache.stats)(tenant_id)
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            raise CacheUnavailable from exc
+        return Response(body)

@@ -1,4 +1,4 @@
-"""Management API for routes (staff only, read-only: routes are edited in the admin).
+"""Management API for routes (read-only, `routing.view_route`: routes are edited in the admin).
 
 GET /api/v1/routes/              ?tenant=<slug> for one tenant's own routes,
                                  ?tenant=global for the global ones
@@ -19,6 +19,7 @@ from routing.serializers import RouteSerializer
 
 class RouteViewSet(AuthFailureRateLimitMixin, ManagementAPIMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = RouteSerializer
+    permission_model = Route
 
     def get_queryset(self) -> QuerySet[Route]:
         routes = route_list().order_by("name", "id")

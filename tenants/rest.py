@@ -1,10 +1,12 @@
-"""Management API for tenants and their keys (staff only).
+"""Management API for tenants and their keys (staff with model permissions).
 
-GET/POST        /api/v1/tenants/
-GET/PUT/PATCH   /api/v1/tenants/<slug>/
-GET/POST        /api/v1/tenants/<slug>/keys/          POST issues a key
-GET             /api/v1/tenants/<slug>/keys/<id>/
-POST            /api/v1/tenants/<slug>/keys/<id>/revoke/
+                                                        permission needed
+GET/POST        /api/v1/tenants/                        view_tenant / add_tenant
+GET/PUT/PATCH   /api/v1/tenants/<slug>/                 view_tenant / change_tenant
+                                                        (suspending, un-suspending too)
+GET/POST        /api/v1/tenants/<slug>/keys/            view_apikey / add_apikey (issue)
+GET             /api/v1/tenants/<slug>/keys/<id>/       view_apikey
+POST            /api/v1/tenants/<slug>/keys/<id>/revoke/  change_apikey
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class TenantViewSet(
 ):
     serializer_class = TenantSerializer
     lookup_field = "slug"
+    permission_model = Tenant
 
     def get_queryset(self) -> QuerySet[Tenant]:
         return tenant_list()
@@ -44,6 +47,9 @@ class TenantViewSet(
 
 class _TenantKeysBase(AuthFailureRateLimitMixin, ManagementAPIMixin, generics.GenericAPIView):
     serializer_class = ApiKeySerializer
+    # Checked before the tenant is looked up: no 404-or-403 answer tells someone without
+    # the permission which tenant slugs exist.
+    permission_model = ApiKey
 
     def get_tenant(self) -> Tenant:
         return get_object_or_404(Tenant, slug=self.kwargs["slug"])
@@ -85,6 +91,9 @@ class TenantKeyDetailView(_TenantKeysBase):
 
 
 class TenantKeyRevokeView(_TenantKeysBase):
+    # Revoking changes an existing key: not the add_apikey a POST would need by default.
+    method_permissions = {"POST": ["tenants.change_apikey"]}
+
     def post(self, request: Request, slug: str, pk: int) -> Response:
         api_key: ApiKey = get_object_or_404(self.get_queryset(), pk=pk)
         api_key_revoke(api_key=api_key)

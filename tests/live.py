@@ -17,6 +17,8 @@ from django.conf import settings
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parent.parent
+# What the test servers accept for /ready's details (the audit backlog that drain() reads).
+METRICS_TOKEN = "test-metrics-token"
 
 
 def free_port() -> int:
@@ -56,6 +58,7 @@ class GatewayProcess:
             DEBUG="0",
             ALLOWED_HOSTS="127.0.0.1,localhost",
             GATEWAY_SNAPSHOT_CHECK_SECONDS="0",
+            GATEWAY_METRICS_TOKEN=METRICS_TOKEN,
             AUDIT_FLUSH_INTERVAL_SECONDS="0.05",
             PYTHONUNBUFFERED="1",
         )
@@ -106,7 +109,11 @@ class GatewayProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                pending = httpx.get(f"{self.base_url}/ready", timeout=2).json()["audit_pending"]
+                pending = httpx.get(
+                    f"{self.base_url}/ready",
+                    headers={"Authorization": f"Bearer {METRICS_TOKEN}"},
+                    timeout=2,
+                ).json()["audit_pending"]
             except (httpx.HTTPError, KeyError, ValueError):
                 return
             if pending == 0:

@@ -3,7 +3,6 @@ address (or, for the login, a user name) has tried too often within a minute."""
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterator
 from types import SimpleNamespace
 
@@ -13,6 +12,7 @@ from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.test import override_settings
 from django.urls import URLPattern, URLResolver, reverse
+from rest_framework.authtoken.models import Token
 
 from gateway_project import rest_urls
 from gateway_project.lib import ratelimit
@@ -132,9 +132,13 @@ def test_an_unreachable_cache_refuses_logins_unless_told_to_fail_open(
 # --- management API ---------------------------------------------------------------------------
 
 
-def basic(username: str, password: str) -> dict[str, str]:
-    token = base64.b64encode(f"{username}:{password}".encode()).decode()
-    return {"Authorization": f"Basic {token}"}
+def token(key: str) -> dict[str, str]:
+    return {"Authorization": f"Token {key}"}
+
+
+@pytest.fixture
+def staff_token(staff) -> str:
+    return Token.objects.create(user=staff).key
 
 
 def api(client, *, ip: str = ATTACKER, headers: dict[str, str] | None = None):
@@ -143,9 +147,9 @@ def api(client, *, ip: str = ATTACKER, headers: dict[str, str] | None = None):
 
 def test_the_61st_failed_api_login_in_a_minute_gets_a_429_envelope(client, staff):
     for attempt in range(60):
-        assert api(client, headers=basic("ops", f"guess{attempt}")).status_code == 401
+        assert api(client, headers=token(f"guess{attempt}")).status_code == 401
 
-    refused = api(client, headers=basic("ops", "guess60"))
+    refused = api(client, headers=token("guess60"))
 
     assert refused.status_code == 429
     assert refused.json() == {
@@ -161,27 +165,27 @@ def test_the_61st_failed_api_login_in_a_minute_gets_a_429_envelope(client, staff
 
 
 @override_settings(GATEWAY_API_AUTH_RATE="3/m")
-def test_once_limited_even_the_right_password_waits(client, staff):
+def test_once_limited_even_the_right_token_waits(client, staff_token):
     for _ in range(3):
         assert api(client).status_code == 401  # anonymous: counts as well
-    assert api(client, headers=basic("ops", "wrong")).status_code == 429
-    assert api(client, headers=basic("ops", PASSWORD)).status_code == 429
+    assert api(client, headers=token("wrong")).status_code == 429
+    assert api(client, headers=token(staff_token)).status_code == 429
     # Other addresses, and this one in the next window, are served.
-    assert api(client, ip=ELSEWHERE, headers=basic("ops", PASSWORD)).status_code == 200
+    assert api(client, ip=ELSEWHERE, headers=token(staff_token)).status_code == 200
 
 
 @override_settings(GATEWAY_API_AUTH_RATE="3/m")
-def test_the_address_is_served_again_in_the_next_window(client, staff, clock):
+def test_the_address_is_served_again_in_the_next_window(client, staff_token, clock):
     for _ in range(4):
         api(client)
     clock.now += 61
-    assert api(client, headers=basic("ops", PASSWORD)).status_code == 200
+    assert api(client, headers=token(staff_token)).status_code == 200
 
 
 @override_settings(GATEWAY_API_AUTH_RATE="3/m")
-def test_authenticated_requests_do_not_count(client, staff):
+def test_authenticated_requests_do_not_count(client, staff, staff_token):
     for _ in range(10):
-        assert api(client, headers=basic("ops", PASSWORD)).status_code == 200
+        assert api(client, headers=token(staff_token)).status_code == 200
     client.force_login(staff)
     for _ in range(10):
         assert api(client).status_code == 200

@@ -1,4 +1,7 @@
-"""Liveness, readiness and the provider circuit report (ASGI handler, real database)."""
+"""Liveness, readiness and the provider circuit report (ASGI handler, real database).
+
+The status of /health and /ready is public; /ready's checks and /health/providers are for a
+staff session or the metrics token (`operator` below sends the token)."""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ from decimal import Decimal
 
 import orjson
 import pytest
+from django.contrib.auth import get_user_model
 from django.test import AsyncClient
 
 from providers.base import Target
@@ -15,9 +19,14 @@ from tests import factories
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+METRICS_TOKEN = "metrics-token-for-tests"
+OPERATOR = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+
+
 @pytest.fixture(autouse=True)
-def _fresh(fresh_circuits: None) -> None:
-    """Every test starts with every circuit closed (tests/conftest.py)."""
+def _fresh(fresh_circuits: None, settings) -> None:
+    """Every test starts with every circuit closed (tests/conftest.py) and a metrics token."""
+    settings.GATEWAY_METRICS_TOKEN = METRICS_TOKEN
 
 
 async def open_circuit(provider: str, model: str) -> None:
@@ -35,8 +44,10 @@ async def open_circuit(provider: str, model: str) -> None:
     await breaker.record(target, ok=False, kind="connect_error")
 
 
-async def get(path: str):
-    response = await AsyncClient().get(path)
+async def get(path: str, headers: dict[str, str] | None = None, client: AsyncClient | None = None):
+    """GET `path` as an operator (the metrics token) unless other headers or a client say."""
+    client = client or AsyncClient()
+    response = await client.get(path, headers=OPERATOR if headers is None else headers)
     return response, orjson.loads(response.content)
 
 
@@ -145,3 +156,103 @@ async def test_it_is_not_ready_when_the_configured_redis_is_unreachable(catalog,
     response, body = await get("/health/providers")
     assert response.status_code == 200
     assert {t["circuit"] for t in body} == {None}
+
+
+# --- who sees the details ------------------------------------------------------------------
+
+
+async def test_anonymous_callers_get_only_the_readiness_status(stub_only):
+    response, body = await get("/ready", headers={})
+
+    assert response.status_code == 200
+    assert body == {"status": "ok"}
+
+
+async def test_anonymous_callers_still_see_a_503(transactional_db):
+    response, body = await get("/ready", headers={})
+
+    assert response.status_code == 503
+    assert body == {"status": "unavailable"}
+
+
+async def test_anonymous_callers_get_a_401_envelope_instead_of_provider_details(catalog):
+    response, body = await get("/health/providers", headers={})
+
+    assert response.status_code == 401
+    assert body == {
+        "error": {
+            "message": body["error"]["message"],
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "not_authenticated",
+        }
+    }
+    for leaked in (b"openai", b"gpt-4o", b"local", b"failures"):
+        assert leaked not in response.content
+    assert "basic" not in response.headers.get("WWW-Authenticate", "").lower()
+
+
+@pytest.mark.parametrize(
+    "authorization", ["Bearer wrong-token", f"Bearer {METRICS_TOKEN}x", f"Token {METRICS_TOKEN}"]
+)
+async def test_a_wrong_metrics_token_gets_no_details(catalog, authorization):
+    headers = {"Authorization": authorization}
+    response, body = await get("/health/providers", headers=headers)
+    assert response.status_code in (401, 403)
+    assert set(body) == {"error"}
+
+    response, body = await get("/ready", headers=headers)
+    assert set(body) == {"status"}
+
+
+async def test_no_metrics_token_configured_accepts_none(catalog, settings):
+    settings.GATEWAY_METRICS_TOKEN = ""
+    response, _ = await get("/health/providers", headers={"Authorization": "Bearer "})
+    assert response.status_code == 401
+    response, _ = await get("/health/providers", headers={"Authorization": "Bearer x"})
+    assert response.status_code == 403
+
+
+async def test_the_metrics_token_sees_every_detail(stub_only):
+    response, body = await get("/ready")
+
+    assert response.status_code == 200
+    assert set(body) >= {"status", "checks", "usable_targets", "audit_pending"}
+    assert response.headers["Cache-Control"] == "private, no-store"
+
+
+@pytest.fixture
+def staff_client(transactional_db) -> AsyncClient:
+    client = AsyncClient()
+    client.force_login(get_user_model().objects.create_user("ops", password="x", is_staff=True))
+    return client
+
+
+@pytest.fixture
+def non_staff_client(transactional_db) -> AsyncClient:
+    client = AsyncClient()
+    client.force_login(get_user_model().objects.create_user("dev", password="x"))
+    return client
+
+
+async def test_a_staff_session_sees_every_detail(catalog, staff_client):
+    response, body = await get("/health/providers", headers={}, client=staff_client)
+    assert response.status_code == 200
+    assert [target["key"] for target in body][:1] == ["local/echo"]
+
+    response, body = await get("/ready", headers={}, client=staff_client)
+    assert set(body) >= {"status", "checks", "usable_targets", "audit_pending"}
+
+
+async def test_a_session_that_is_not_staff_sees_no_details(catalog, non_staff_client):
+    response, body = await get("/health/providers", headers={}, client=non_staff_client)
+    assert response.status_code == 403
+    assert body["error"]["type"] == "permission_error"
+
+    response, body = await get("/ready", headers={}, client=non_staff_client)
+    assert body == {"status": "ok"}
+
+
+async def test_liveness_stays_public_and_minimal(transactional_db):
+    response, body = await get("/health", headers={})
+    assert (response.status_code, body) == (200, {"status": "ok"})

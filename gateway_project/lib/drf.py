@@ -1,4 +1,11 @@
-"""What every view of the DRF management API shares: staff-only auth and the error envelope.
+"""What every view of the DRF management API shares: authentication, model permissions and
+the error envelope.
+
+Who may call it: an active staff user who also holds the Django model permission the
+request needs (`ModelPermissions`), authenticated by a DRF token (`Authorization: Token
+<key>`, for scripts) or by the admin's session (browsers, CSRF enforced). There is no HTTP
+Basic: a browser that answers a Basic challenge replays the credentials on every request,
+cross-site form posts included, and nothing then asks for a CSRF token.
 
 Errors leave in the same OpenAI envelope as the proxy API, `{"error": {"message", "type",
 "param", "code"}}`, so one client-side error path handles both APIs.
@@ -13,13 +20,14 @@ from typing import Any
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
 from rest_framework import exceptions, status
-from rest_framework.authentication import BasicAuthentication, SessionAuthentication
-from rest_framework.permissions import IsAdminUser
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
 
 from gateway_project.lib import errors
+from gateway_project.lib.drf_permissions import ModelPermissions
 
 logger = logging.getLogger(__name__)
 
@@ -91,15 +99,16 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
 
 
 class ManagementAPIMixin:
-    """Staff only, by HTTP Basic (scripts) or the admin session (browser).
+    """Token or session authentication, model permissions, the OpenAI error envelope.
 
-    Basic comes first so an anonymous caller gets 401 with a WWW-Authenticate challenge
-    rather than a bare 403. The handler is set here rather than only in settings so these
-    views answer in the envelope whatever the project-wide DRF settings say.
+    Token comes first so an anonymous caller gets 401 (with `WWW-Authenticate: Token`, which
+    no browser acts on) rather than a bare 403. Session authentication enforces CSRF for
+    every unsafe method. Set here rather than only in settings so these views keep them
+    whatever the project-wide DRF settings say.
     """
 
-    authentication_classes = (BasicAuthentication, SessionAuthentication)
-    permission_classes = (IsAdminUser,)
+    authentication_classes = (TokenAuthentication, SessionAuthentication)
+    permission_classes: tuple[type[BasePermission], ...] = (ModelPermissions,)
 
     def get_exception_handler(self) -> Callable[[Exception, dict[str, Any]], Response]:
         return exception_handler

@@ -1,8 +1,9 @@
-"""The DRF management API for tenants and keys: staff only, errors in the OpenAI envelope."""
+"""The DRF management API for tenants and keys: errors in the OpenAI envelope.
+
+Who may call it (permissions, tokens, sessions, CSRF) is tests/test_management_access.py.
+"""
 
 from __future__ import annotations
-
-import base64
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -27,18 +28,6 @@ def assert_envelope(response, status: int, type_: str, code: str | None = None) 
     if code is not None:
         assert error["code"] == code
     return error
-
-
-@pytest.fixture
-def staff_user(db):
-    return get_user_model().objects.create_user(
-        "ops", password="correct horse battery", is_staff=True
-    )
-
-
-def basic(username: str, password: str) -> dict[str, str]:
-    token = base64.b64encode(f"{username}:{password}".encode()).decode()
-    return {"Authorization": f"Basic {token}"}
 
 
 def test_staff_create_list_retrieve_and_update_tenants(admin_client, acme):
@@ -162,14 +151,7 @@ def test_a_non_staff_user_gets_403_in_the_envelope(client, acme, db):
     assert not ApiKey.objects.exists()
 
 
-def test_an_anonymous_caller_gets_401_with_a_basic_challenge(client):
+def test_an_anonymous_caller_gets_401_without_a_basic_challenge(client):
     response = client.get("/api/v1/tenants/")
     assert_envelope(response, 401, "invalid_request_error", "not_authenticated")
-    assert response.headers["WWW-Authenticate"].startswith("Basic")
-
-
-def test_staff_may_use_basic_auth(client, staff_user, acme):
-    response = client.get("/api/v1/tenants/", headers=basic("ops", "correct horse battery"))
-    assert response.status_code == 200
-    wrong = client.get("/api/v1/tenants/", headers=basic("ops", "wrong"))
-    assert_envelope(wrong, 401, "invalid_request_error", "authentication_failed")
+    assert response.headers["WWW-Authenticate"] == "Token"
