@@ -32,8 +32,8 @@ from tenants.rest import (
 class ManagementAPIRoot(AuthFailureRateLimitMixin, ManagementAPIMixin, APIRootView):
     """The management API: tenants and their keys, routes, cache statistics.
 
-    Authenticate with `Authorization: Token <key>` (`manage.py drf_create_token <user>`)
-    or the admin's session. Every endpoint needs a staff account with the model permission
+    Authenticate with `Authorization: Token <token>` (`manage.py management_token_issue
+    --user <name> --days <n>`) or the admin's session. Every endpoint needs a staff account with the model permission
     it names (the Ops and Finance groups hold sensible sets); this list only needs staff.
     """
 

@@ -45,7 +45,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",  # management API tokens (manage.py drf_create_token)
+    # Management API tokens, hashed and expiring: knox's machinery, our model
+    # (tenants.ManagementToken, KNOX_TOKEN_MODEL below). manage.py management_token_issue.
+    "knox",
     "channels",
     "tenants",
     "providers",
@@ -150,11 +152,27 @@ STATIC_ROOT = STATE_DIR / "static"
 # staff with the Django model permission each request needs, reads included.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "tenants.rest_auth.ManagementTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["gateway_project.lib.drf_permissions.ModelPermissions"],
     "EXCEPTION_HANDLER": "gateway_project.lib.drf.exception_handler",
+}
+
+# Management API tokens (django-rest-knox): only a SHA-512 digest is stored. The model is
+# ours, with a name and a last-use time; knox's own AuthToken is swapped out, and its
+# migrations would only create an empty second token table, so they are switched off
+# (Django skips a swapped model when it creates tables for an app without migrations).
+KNOX_TOKEN_MODEL = "tenants.ManagementToken"
+MIGRATION_MODULES = {"knox": None}
+REST_KNOX = {
+    # Tells a management token from a gateway key (gwk_) at a glance and to secret scanners.
+    "TOKEN_PREFIX": "gwm_",
+    # Every token is issued with its own expiry (management_token_issue --days), and an
+    # expiry is never pushed back by use: a leaked token dies on its date.
+    "TOKEN_TTL": None,
+    "AUTO_REFRESH": False,
+    "AUTH_HEADER_PREFIX": "Token",
 }
 
 LOGGING = {

@@ -24,7 +24,7 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html
 
 from routing.models import Route
-from tenants.models import ApiKey, Tenant, UsagePolicy
+from tenants.models import ApiKey, ManagementToken, Tenant, UsagePolicy
 from tenants.selectors import api_key_status_q
 from tenants.services import (
     IssuedKey,
@@ -32,6 +32,7 @@ from tenants.services import (
     api_key_issue,
     api_key_revoke,
     api_key_routes_validate,
+    management_tokens_revoke,
     tenant_create,
     tenant_set_status,
 )
@@ -441,3 +442,38 @@ class ApiKeyAdmin(admin.ModelAdmin):
             "change_url": change_url,
         }
         return TemplateResponse(request, "admin/tenants/apikey/revoke_confirmation.html", context)
+
+
+@admin.register(ManagementToken)
+class ManagementTokenAdmin(admin.ModelAdmin):
+    """Who holds management API tokens, until when, and when each was last used.
+
+    Issued by `manage.py management_token_issue` only (it prints the token once), and
+    revoked here or by `manage.py management_token_revoke`, both through
+    `management_tokens_revoke`. The digest is not listed: it is the primary key, so it is in
+    the change page's address, which is harmless (it cannot be turned back into the token)
+    but no help to anyone; `token_key` tells tokens apart.
+    """
+
+    list_display = ("token_key", "user", "name", "created", "expiry", "last_used_at")
+    list_select_related = ("user",)
+    search_fields = ("token_key", "name", "user__username")
+    raw_id_fields = ("user",)
+    ordering = ("-created",)
+    fields = ("token_key", "user", "name", "created", "expiry", "last_used_at")
+    readonly_fields = fields
+    actions = ("revoke",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        # Revoking is the action below, through the service, like the command.
+        return False
+
+    @admin.action(description="Revoke selected tokens", permissions=["change"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ManagementToken]) -> None:
+        for token in queryset:
+            self.log_change(request, token, "Revoked.")
+        revoked = management_tokens_revoke(tokens=queryset)
+        self.message_user(request, f"Revoked {revoked} token(s).", messages.SUCCESS)

@@ -1,9 +1,11 @@
-"""Tenants and the API keys that identify them."""
+"""Tenants and the API keys that identify them; the tokens staff scripts use on the
+management API."""
 
 from __future__ import annotations
 
 from django.db import models
 from django.utils import timezone
+from knox.models import AbstractAuthToken
 
 
 class UsagePolicy(models.Model):
@@ -109,3 +111,23 @@ class ApiKey(UsagePolicy):
     @property
     def is_usable(self) -> bool:
         return self.status == self.Status.ACTIVE
+
+
+class ManagementToken(AbstractAuthToken):
+    """A token for scripts calling the management API (`/api/v1/`) as a staff user.
+
+    django-rest-knox's model (tenants.rest_auth authenticates with it): the token is shown
+    once and only its SHA-512 `digest` is stored, with `token_key`, its first 15 characters
+    (`gwm_` and 11 random ones), to find the row and to tell tokens apart. Revoking deletes
+    the row; knox deletes an expired one when it is next presented.
+    """
+
+    name = models.CharField(max_length=200, blank=True, help_text="What the token is for.")
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created"]
+        verbose_name = "management API token"
+
+    def __str__(self) -> str:
+        return f"{self.token_key}… ({self.user})"

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from tenants.models import ApiKey, Tenant
+from tenants.models import ApiKey, ManagementToken, Tenant
 
 
 def tenant_get(*, slug: str) -> Tenant:
@@ -44,3 +45,7 @@ def api_key_status_q(status: str, *, prefix: str = "") -> Q:
             q("expires_at__isnull", True) | q("expires_at__gt", now)
         )
     raise ValueError(f"Unknown key status {status!r}.")
+
+
+def management_tokens_of(*, user: AbstractBaseUser) -> QuerySet[ManagementToken]:
+    return ManagementToken.objects.filter(user=user)

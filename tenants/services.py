@@ -4,24 +4,38 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Case, Value, When
+from django.db.models import Case, QuerySet, Value, When
 from django.utils import timezone
+from knox.models import get_digest_token
+from knox.settings import CONSTANTS as KNOX
 
 from gateway_project.lib.upsert import Upserted, upsert
 from routing.selectors import route_names_visible_to
 from tenants.keys import generate_key, hash_key, key_prefix
-from tenants.models import ApiKey, Tenant
+from tenants.models import ApiKey, ManagementToken, Tenant
 
 
 @dataclass(frozen=True)
 class IssuedKey:
     api_key: ApiKey
     plaintext: str  # shown once, never stored
+
+
+@dataclass(frozen=True)
+class IssuedManagementToken:
+    token: ManagementToken
+    plaintext: str  # shown once; the row holds its digest
+
+
+# A token's last use is written at most this often: the time is for a person deciding
+# whether a token is still needed, and a write per management call would be waste.
+MANAGEMENT_TOKEN_TOUCH_INTERVAL = timedelta(minutes=1)
 
 
 def tenant_create(
@@ -213,3 +227,50 @@ def api_keys_touch(*, last_used: dict[int, datetime]) -> None:
             output_field=models.DateTimeField(),
         )
     )
+
+
+def management_token_issue(
+    *, user: AbstractBaseUser, expires_at: datetime, name: str = ""
+) -> IssuedManagementToken:
+    """Issue a management API token for an active staff user, expiring at `expires_at`.
+
+    There are no tokens without an expiry: a forgotten one in an old script or backup would
+    otherwise work for ever. Only the digest is stored (knox hashes, we keep the row).
+    """
+    if not (user.is_active and getattr(user, "is_staff", False)):
+        raise ValidationError(
+            "Only an active staff user may hold a management token.", code="invalid"
+        )
+    if expires_at <= timezone.now():
+        raise ValidationError("A management token must expire in the future.", code="invalid")
+    digest, plaintext = get_digest_token()
+    # Not knox's manager create(), which takes a duration from now rather than a date.
+    token = ManagementToken(
+        digest=digest,
+        token_key=plaintext[: KNOX.TOKEN_KEY_LENGTH],
+        user=user,
+        expiry=expires_at,
+        name=name,
+    )
+    token.save(force_insert=True)
+    return IssuedManagementToken(token=token, plaintext=plaintext)
+
+
+def management_tokens_revoke(*, tokens: QuerySet[ManagementToken]) -> int:
+    """Revoke tokens by deleting them (what knox checks is whether the row exists); returns
+    how many there were."""
+    deleted, _ = tokens.delete()
+    return deleted
+
+
+def management_token_touch(*, token: ManagementToken, now: datetime) -> None:
+    """Record that `token` was just used, at most once per MANAGEMENT_TOKEN_TOUCH_INTERVAL.
+
+    A queryset update, so a concurrent revoke (a delete) is not undone by a save.
+    """
+    if token.last_used_at is not None and now - token.last_used_at < (
+        MANAGEMENT_TOKEN_TOUCH_INTERVAL
+    ):
+        return
+    ManagementToken.objects.filter(pk=token.pk).update(last_used_at=now)
+    token.last_used_at = now

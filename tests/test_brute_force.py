@@ -4,6 +4,7 @@ address (or, for the login, a user name) has tried too often within a minute."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from types import SimpleNamespace
 
 import django_ratelimit.core
@@ -12,11 +13,12 @@ from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.test import override_settings
 from django.urls import URLPattern, URLResolver, reverse
-from rest_framework.authtoken.models import Token
+from django.utils import timezone
 
 from gateway_project import rest_urls
 from gateway_project.lib import ratelimit
 from gateway_project.lib.ratelimit import AuthFailureRateLimitMixin
+from tenants.services import management_token_issue
 
 pytestmark = pytest.mark.django_db
 
@@ -138,7 +140,9 @@ def token(key: str) -> dict[str, str]:
 
 @pytest.fixture
 def staff_token(staff) -> str:
-    return Token.objects.create(user=staff).key
+    return management_token_issue(
+        user=staff, expires_at=timezone.now() + timedelta(days=1)
+    ).plaintext
 
 
 def api(client, *, ip: str = ATTACKER, headers: dict[str, str] | None = None):

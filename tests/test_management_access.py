@@ -1,23 +1,28 @@
 """Who may use the management API: staff with Django model permissions (reads included),
-by token or by session with CSRF, never HTTP Basic; the Ops and Finance groups; the root."""
+by hashed, expiring token or by session with CSRF, never HTTP Basic; the Ops and Finance
+groups; the root."""
 
 from __future__ import annotations
 
 import base64
+from datetime import timedelta
 from io import StringIO
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.core.management import call_command
+from django.db import connection
 from django.test import Client
 from django.urls import URLPattern, URLResolver, include, path
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
-from rest_framework.authtoken.models import Token
+from django.utils import timezone
+from rest_framework.authentication import SessionAuthentication
 
 from gateway_project import rest_urls
 from gateway_project.lib.drf_permissions import ModelPermissions
-from tenants.models import ApiKey, Tenant
+from tenants.models import ApiKey, ManagementToken, Tenant
+from tenants.rest_auth import ManagementTokenAuthentication
+from tenants.services import management_token_issue
 from tests import factories
 
 # Mounted here as the project mounts it, so these tests do not depend on urls.py.
@@ -46,9 +51,14 @@ def session(user) -> Client:
     return client
 
 
+def issue_token(user, *, days: int = 30) -> str:
+    return management_token_issue(
+        user=user, expires_at=timezone.now() + timedelta(days=days)
+    ).plaintext
+
+
 def token_client(user) -> Client:
-    key = Token.objects.create(user=user).key
-    return Client(headers={"Authorization": f"Token {key}"})
+    return Client(headers={"Authorization": f"Token {issue_token(user)}"})
 
 
 def assert_envelope(response, status: int, type_: str, code: str | None = None) -> dict:
@@ -228,7 +238,10 @@ def test_every_management_view_uses_model_permissions_and_no_basic_auth():
     found = views(rest_urls.urlpatterns)
     assert len(found) >= 6
     for view in found:
-        assert tuple(view.authentication_classes) == (TokenAuthentication, SessionAuthentication)
+        assert tuple(view.authentication_classes) == (
+            ManagementTokenAuthentication,
+            SessionAuthentication,
+        )
         assert any(issubclass(cls, ModelPermissions) for cls in view.permission_classes), view
 
 
@@ -359,16 +372,82 @@ def test_the_same_session_with_its_csrf_token_may_revoke(their_key):
 def test_token_authentication_works_for_a_user_with_permissions(suspended):
     user = make_staff("automation", "tenants.view_apikey", "tenants.add_apikey")
     out = StringIO()
-    call_command("drf_create_token", "automation", stdout=out)
-    key = Token.objects.get(user=user).key
-    assert key in out.getvalue()
+    call_command("management_token_issue", "--user", "automation", "--days", "90", stdout=out)
+    token = out.getvalue().strip()
+    assert token.startswith("gwm_")
+    assert "\n" not in token  # the token and nothing else, for TOKEN=$(manage.py ...)
 
     # No cookie, no CSRF token: a token is not something a browser sends by itself.
-    client = Client(enforce_csrf_checks=True, headers={"Authorization": f"Token {key}"})
+    client = Client(enforce_csrf_checks=True, headers={"Authorization": f"Token {token}"})
     assert client.get("/api/v1/tenants/globex/keys/").status_code == 200
     issued = json_post(client, "/api/v1/tenants/globex/keys/", {"name": "ci"})
     assert issued.status_code == 201, issued.content
     assert ApiKey.objects.filter(tenant=suspended, name="ci").exists()
+    stored = ManagementToken.objects.get(user=user)
+    assert stored.last_used_at is not None
+    assert timedelta(days=89) < stored.expiry - timezone.now() <= timedelta(days=90)
+
+
+def every_stored_value() -> list[str]:
+    """Every value of every column of every table, as text: where a leaked token could be."""
+    values: list[str] = []
+    with connection.cursor() as cursor:
+        for table in connection.introspection.table_names():
+            quoted = connection.ops.quote_name(table)
+            cursor.execute(f"SELECT * FROM {quoted}")  # table names from introspection
+            values += [str(value) for row in cursor.fetchall() for value in row]
+    return values
+
+
+def test_it_stores_a_token_only_as_a_digest(db):
+    token = issue_token(make_staff("automation", "tenants.view_tenant"))
+
+    values = every_stored_value()
+    assert not [value for value in values if token in value]
+    stored = ManagementToken.objects.get()
+    assert stored.digest != token and len(stored.digest) == 128  # SHA-512, hex
+    # Only the lookup prefix is kept in the clear: far too short to be used as the token.
+    assert token.startswith(stored.token_key) and len(stored.token_key) < len(token) // 4
+
+
+def test_it_rejects_an_expired_token_with_a_401_envelope(db):
+    user = make_staff("automation", "tenants.view_tenant")
+    client = token_client(user)
+    assert client.get("/api/v1/tenants/").status_code == 200
+    ManagementToken.objects.filter(user=user).update(expiry=timezone.now() - timedelta(seconds=1))
+
+    assert_envelope(
+        client.get("/api/v1/tenants/"), 401, "invalid_request_error", "authentication_failed"
+    )
+
+
+def test_it_rejects_a_revoked_token_with_a_401_envelope(db):
+    client = token_client(make_staff("automation", "tenants.view_tenant"))
+    assert client.get("/api/v1/tenants/").status_code == 200
+
+    out = StringIO()
+    call_command("management_token_revoke", "--user", "automation", stdout=out)
+
+    assert "Revoked 1 " in out.getvalue()
+    assert_envelope(
+        client.get("/api/v1/tenants/"), 401, "invalid_request_error", "authentication_failed"
+    )
+    assert not ManagementToken.objects.exists()
+
+
+def test_it_rejects_a_token_whose_user_is_no_longer_staff(db):
+    user = make_staff("demoted", "tenants.view_tenant")
+    client = token_client(user)
+    user.is_staff = False
+    user.save()
+    assert_envelope(
+        client.get("/api/v1/tenants/"), 401, "invalid_request_error", "authentication_failed"
+    )
+
+
+def test_it_rejects_a_token_header_that_is_not_utf8_with_a_401(db):
+    response = Client().get("/api/v1/tenants/", HTTP_AUTHORIZATION="Token gwm_\xe9\xe9")
+    assert_envelope(response, 401, "invalid_request_error", "authentication_failed")
 
 
 def test_a_token_without_permissions_gets_403_and_a_wrong_token_401(suspended):

@@ -2,8 +2,9 @@
 the error envelope.
 
 Who may call it: an active staff user who also holds the Django model permission the
-request needs (`ModelPermissions`), authenticated by a DRF token (`Authorization: Token
-<key>`, for scripts) or by the admin's session (browsers, CSRF enforced). There is no HTTP
+request needs (`ModelPermissions`), authenticated by a management token (`Authorization:
+Token gwm_...`, for scripts: hashed and expiring, tenants/rest_auth.py) or by the admin's
+session (browsers, CSRF enforced). There is no HTTP
 Basic: a browser that answers a Basic challenge replays the credentials on every request,
 cross-site form posts included, and nothing then asks for a CSRF token.
 
@@ -20,7 +21,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
 from rest_framework import exceptions, status
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -28,6 +29,7 @@ from rest_framework.views import set_rollback
 
 from gateway_project.lib import errors
 from gateway_project.lib.drf_permissions import ModelPermissions
+from tenants.rest_auth import ManagementTokenAuthentication
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +109,7 @@ class ManagementAPIMixin:
     whatever the project-wide DRF settings say.
     """
 
-    authentication_classes = (TokenAuthentication, SessionAuthentication)
+    authentication_classes = (ManagementTokenAuthentication, SessionAuthentication)
     permission_classes: tuple[type[BasePermission], ...] = (ModelPermissions,)
 
     def get_exception_handler(self) -> Callable[[Exception, dict[str, Any]], Response]:
