@@ -100,7 +100,9 @@ def hostile_bodies() -> itertools.cycle:
             {"model": "chat", "messages": [{"role": "user", "content": "x" * 200_000}] * 30},
             {
                 "model": "chat",
-                "messages": [{"role": "user", "content": [{"type": "text", "text": "p"}] * 20_000}],
+                "messages": [
+                    {"role": "user", "content": [{"type": "text", "text": "p"}] * 20_000}
+                ],
             },
         ]
     )
