@@ -85,7 +85,7 @@ def spool_files() -> list[Path]:
         return []
 
 
-def _rows_in_name(path: Path) -> int:
+def rows_in_name(path: Path) -> int:
     try:
         return int(path.stem.rsplit("-", 1)[1])
     except (IndexError, ValueError):
@@ -93,7 +93,7 @@ def _rows_in_name(path: Path) -> int:
 
 
 def spooled_row_count() -> int:
-    return sum(_rows_in_name(path) for path in spool_files())
+    return sum(rows_in_name(path) for path in spool_files())
 
 
 @dataclass

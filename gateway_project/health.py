@@ -5,13 +5,15 @@ None of this is the proxy's hot path: these views read the database and Redis di
 
 from __future__ import annotations
 
+import asyncio
+
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from ninja import Router
 
-from audit.writer import audit_writer
+from audit.selectors import audit_backlog
 from gateway_project.lib import redis_client
 from providers.circuit import OPEN, BreakerUnavailable, CircuitState, breaker, target_key
 from providers.selectors import provider_models_by_name
@@ -88,12 +90,18 @@ async def ready(request: HttpRequest) -> JsonResponse:
         )
     checks["providers"] = usable > 0
     ok = all(checks.values())
+    # Local files only (audit.selectors.audit_backlog), read off the event loop.
+    backlog = await asyncio.to_thread(audit_backlog)
     return JsonResponse(
         {
             "status": "ok" if ok else "unavailable",
             "checks": checks,
             "usable_targets": usable,
-            "audit_pending": audit_writer.pending(),
+            "audit_pending": backlog.pending,
+            # Rows on this machine's disk waiting for the database (replayed by the writer).
+            "audit_spooled": backlog.spooled,
+            # Rows the database refused: `manage.py audit_replay_dead_letters` once fixed.
+            "audit_dead_letters": backlog.dead_letters,
         },
         status=200 if ok else 503,
     )
