@@ -125,7 +125,7 @@ def is_outage(exc: BaseException) -> bool:
 def prepare(row: dict) -> dict:
     """The row as it is stored: redacted, then sanitized. Never raises."""
     try:
-        return sanitize_row(_redacted(row))
+        return sanitize_row(_redacted(row), copy=False)  # _redacted made a copy already
     except Exception as exc:  # a bug in redaction or sanitizing must not cost the row
         logger.exception("audit row %s could not be prepared", row.get("request_id"))
         fields = {key: value for key, value in row.items() if not key.startswith("_")}
