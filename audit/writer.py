@@ -377,7 +377,10 @@ class AuditWriter:
                 if not self._closing:
                     self._cond.wait(backoff)  # close() wakes it at once
             backoff = min(backoff * 2, 5.0)
-        self._drain_at_shutdown()
+        try:
+            self._drain_at_shutdown()
+        finally:
+            connection.close()  # this thread's own connection: nobody else will close it
 
     def _wait_for_work(self, due: float) -> None:
         """Return (holding `_cond`) when a batch should be written: one flush interval after
@@ -407,12 +410,17 @@ class AuditWriter:
             self._overflow.clear()
             if self._closing:
                 return
+            if len(self._queue) <= settings.AUDIT_QUEUE_MAX:
+                continue
+            # Down to a batch below the max (or half of it), not just to the max: one
+            # spill of a batch of rows, not a file and an fsync for every row past it.
+            batch_size = settings.AUDIT_BATCH_SIZE
+            target = max(settings.AUDIT_QUEUE_MAX - batch_size, settings.AUDIT_QUEUE_MAX // 2)
             while True:
                 with self._cond:
-                    excess = len(self._queue) - settings.AUDIT_QUEUE_MAX
-                    if excess <= 0:
+                    count = min(len(self._queue) - target, batch_size)
+                    if count <= 0:
                         break
-                    count = min(excess, settings.AUDIT_BATCH_SIZE)
                     rows = [self._queue.pop() for _ in range(count)]
                 rows.reverse()
                 if not self._spill(rows):
@@ -447,6 +455,8 @@ class AuditWriter:
     def _put_back(self, batch: list[dict]) -> None:
         with self._cond:
             self._queue.extendleft(reversed(batch))
+            if len(self._queue) > settings.AUDIT_QUEUE_MAX:
+                self._overflow.set()
 
     def _write_batch(self, *, own_thread: bool = False) -> bool:
         """Write one batch; False (with the rows not settled re-queued) if the database is
