@@ -365,7 +365,8 @@ class AuditWriter:
                 if self._closing:
                     break
             ok = True
-            if self._queue and time.monotonic() >= due:
+            full = len(self._queue) >= settings.AUDIT_BATCH_SIZE
+            if self._queue and (full or time.monotonic() >= due):
                 due = time.monotonic() + settings.AUDIT_FLUSH_INTERVAL_SECONDS
                 ok = self._write_batch(own_thread=True)
             if ok and time.monotonic() >= self._spool_due:

@@ -112,7 +112,7 @@ def test_record_never_waits_when_the_queue_is_full_and_the_overflow_is_spooled(s
         assert elapsed[0] < 0.5
         # The spiller moves what is past the max to the spool, off the caller's thread.
         assert wait_for(lambda: writer.pending() <= 50)
-        assert spool.spooled_row_count() + writer.pending() == 1050
+        assert wait_for(lambda: spool.spooled_row_count() + writer.pending() == 1050)
     finally:
         writer._write_lock.release()
     # The database is back: the queue is written, then the spool, every row once.
@@ -121,3 +121,24 @@ def test_record_never_waits_when_the_queue_is_full_and_the_overflow_is_spooled(s
     finally:
         writer.close()
     assert stored_ids() == [f"req_{index:04d}" for index in range(1050)]
+
+
+def test_a_full_batch_is_written_at_once_not_at_the_next_interval(settings):
+    settings.AUDIT_BATCH_SIZE = 10
+    settings.AUDIT_FLUSH_INTERVAL_SECONDS = 30
+    settings.AUDIT_BACKGROUND_WRITER = False
+    writer = AuditWriter()
+    for index in range(10):  # queued before the thread starts: its first batch takes all
+        writer.record(row(f"req_first_{index}"))
+    settings.AUDIT_BACKGROUND_WRITER = True
+    writer.start()
+    try:
+        assert wait_for(lambda: AuditEvent.objects.count() == 10, timeout=5)
+        # The next batch is not due for 30 s, but a full one goes at once.
+        started = time.monotonic()
+        for index in range(10):
+            writer.record(row(f"req_next_{index}"))
+        assert wait_for(lambda: AuditEvent.objects.count() == 20, timeout=5)
+        assert time.monotonic() - started < 5
+    finally:
+        writer.close()
