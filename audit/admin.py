@@ -7,13 +7,13 @@ from datetime import UTC
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import Model, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404
+from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.functional import cached_property
@@ -22,7 +22,10 @@ from django.utils.safestring import SafeString
 
 from audit.models import AuditEvent, RedactionRule
 from audit.redaction import compile_rules
+from audit.selectors import audit_backlog, audit_dead_letter_list
+from audit.services import audit_dead_letters_replay
 
+_DEAD_LETTERS_SHOWN = 200
 _PRE_STYLE = (
     "white-space: pre-wrap; word-break: break-word; max-height: 40em; overflow: auto; "
     "margin: 0; padding: 6px 8px; background: var(--darkened-bg); border-radius: 4px;"
@@ -240,6 +243,72 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
+
+    # --- dead letters: rows the database refused, kept in a file (audit/spool.py) ---
+
+    def get_urls(self) -> list[URLPattern]:
+        dead_letters = path(
+            "dead-letters/",
+            self.admin_site.admin_view(self.dead_letters_view),
+            name="audit_auditevent_dead_letters",
+        )
+        return [dead_letters, *super().get_urls()]
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        count = audit_backlog().dead_letters
+        if count:
+            messages.warning(
+                request,
+                format_html(
+                    "{} audit row(s) were refused by the database and are kept in the "
+                    'dead-letter file: <a href="{}">review and replay them</a>.',
+                    count,
+                    reverse("admin:audit_auditevent_dead_letters"),
+                ),
+            )
+        return super().changelist_view(request, extra_context)
+
+    def dead_letters_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        # Replaying inserts audit rows: the model's add permission, which the admin's own
+        # add form never offers (has_add_permission above).
+        can_replay = request.user.has_perm("audit.add_auditevent")
+        if request.method == "POST":
+            if not can_replay:
+                raise PermissionDenied
+            report = audit_dead_letters_replay()
+            level = messages.SUCCESS if not report.still_failing else messages.WARNING
+            messages.add_message(request, level, f"Dead letters replayed: {report}.")
+            return redirect("admin:audit_auditevent_dead_letters")
+        backlog = audit_backlog()
+        rows = [
+            {
+                "request_id": row.get("request_id") or row.get("unreadable", "?"),
+                "created_at": row.get("created_at", ""),
+                "tenant": row.get("tenant_slug", ""),
+                "outcome": row.get("outcome", ""),
+                "status": row.get("status_code", ""),
+                "model": row.get("model", ""),
+                "cost": row.get("cost_usd", ""),
+                "error": (row.get("_dead_letter") or {}).get("error", ""),
+                "at": (row.get("_dead_letter") or {}).get("at", ""),
+            }
+            for row in audit_dead_letter_list(limit=_DEAD_LETTERS_SHOWN)
+        ]
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Audit rows refused by the database",
+            "rows": rows,
+            "count": backlog.dead_letters,
+            "shown": _DEAD_LETTERS_SHOWN,
+            "spooled": backlog.spooled,
+            "can_replay": can_replay,
+        }
+        return TemplateResponse(request, "admin/audit/auditevent/dead_letters.html", context)
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[AuditEvent], search_term: str

@@ -26,6 +26,7 @@ import orjson
 from django.db import connection, models
 
 from audit.models import AuditEvent
+from audit.sanitize import EncodedJson
 
 
 class _Layout:
@@ -50,10 +51,13 @@ def _layout() -> _Layout:
     return _Layout()
 
 
-def _json_text(value: object) -> str:
-    # Decimal and datetime may ride in metadata; JSONField would refuse them, the row must
-    # not be lost for it.
-    return orjson.dumps(value, default=str).decode()
+def _json_bytes(value: object) -> bytes:
+    # The writer hands JSON columns over already encoded (audit.sanitize encodes them
+    # while checking them), so the common case encodes nothing here. Decimal and datetime
+    # may ride in metadata; JSONField would refuse them, the row must not be lost for it.
+    if isinstance(value, EncodedJson):
+        return value.data
+    return orjson.dumps(value, default=str)
 
 
 def insert_rows(rows: list[dict], *, between_rows: Callable[[], None] | None = None) -> None:
@@ -67,7 +71,7 @@ def insert_rows(rows: list[dict], *, between_rows: Callable[[], None] | None = N
             {
                 **fields,
                 **{
-                    name: orjson.loads(_json_text(fields[name]))
+                    name: orjson.loads(_json_bytes(fields[name]))
                     for name in layout.json_names
                     if name in fields
                 },
@@ -91,7 +95,7 @@ def insert_rows(rows: list[dict], *, between_rows: Callable[[], None] | None = N
             for index in positions:
                 value = values[index]
                 if value is not None:
-                    values[index] = Jsonb(value, dumps=_json_text)
+                    values[index] = Jsonb(value, dumps=_json_bytes)
             copy.write_row(values)
             if between_rows is not None:
                 between_rows()

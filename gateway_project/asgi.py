@@ -1,8 +1,9 @@
-"""ASGI entry point: Channels routes HTTP to Django; a lifespan wrapper flushes the audit log.
+"""ASGI entry point: Channels routes HTTP to Django; a lifespan wrapper runs the audit log.
 
 Django's own ASGI handler does not speak the lifespan protocol, so servers that send it
-(uvicorn in production) get it answered here: on shutdown every queued audit row is
-written before the process exits.
+(uvicorn in production) get it answered here: at startup the audit writer starts (and
+replays what a previous run spooled); on shutdown every queued audit row is written, or
+spooled to local disk if the database is away, before the process exits.
 """
 
 from __future__ import annotations
@@ -118,6 +119,9 @@ async def application(scope, receive, send):  # type: ignore[no-untyped-def]
             message = await receive()
             if message["type"] == "lifespan.startup":
                 _freeze_the_startup_heap()
+                # Now, not at the first request: rows a previous run spooled (a shutdown
+                # while the database was away) are replayed even before any traffic.
+                audit_writer.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await after_response.drain()  # settlements still in flight finish first

@@ -7,13 +7,15 @@ The status of /health and /ready is public; /ready's checks and backlog and the 
 
 from __future__ import annotations
 
+import asyncio
+
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja import Router
 
-from audit.writer import audit_writer
+from audit.selectors import audit_backlog
 from gateway_project.lib import errors, redis_client
 from gateway_project.lib.operator_access import Access, operator_access
 from providers.circuit import OPEN, BreakerUnavailable, CircuitState, breaker, target_key
@@ -124,11 +126,17 @@ async def ready(request: HttpRequest) -> HttpResponse:
         )
     checks["providers"] = usable > 0
     ok = all(checks.values())
+    # Local files only (audit.selectors.audit_backlog), read off the event loop.
+    backlog = await asyncio.to_thread(audit_backlog)
     body = {
         "status": "ok" if ok else "unavailable",
         "checks": checks,
         "usable_targets": usable,
-        "audit_pending": audit_writer.pending(),
+        "audit_pending": backlog.pending,
+        # Rows on this machine's disk waiting for the database (replayed by the writer).
+        "audit_spooled": backlog.spooled,
+        # Rows the database refused: `manage.py audit_replay_dead_letters` once fixed.
+        "audit_dead_letters": backlog.dead_letters,
     }
     if await operator_access(request) is not Access.OPERATOR:
         # A wrong token gets the public answer too: the status is public anyway.
