@@ -37,11 +37,11 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.admin import AdminSite
+from django.core.cache.backends.locmem import LocMemCache
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils.cache import add_never_cache_headers
-from django.core.cache.backends.locmem import LocMemCache
 from django_ratelimit import core as ratelimit_core
 from django_ratelimit.core import (
     _SIMPLE_KEYS,
