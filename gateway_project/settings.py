@@ -37,6 +37,28 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]" if not DEBUG else "*")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
 
+# --- HTTPS ------------------------------------------------------------------------------------
+# All off by default, so `make serve` on plain HTTP (a laptop, the tests, the bench) keeps
+# working; .env.example lists the production values, with which `check --deploy` is clean.
+# Behind a proxy that terminates TLS, name the header it sets, as "HEADER_NAME,value"
+# (Django's META spelling): HTTP_X_FORWARDED_PROTO,https. Only if the proxy always sets
+# or strips it, or a client could claim HTTPS.
+_proxy_ssl_header = envlist("SECURE_PROXY_SSL_HEADER")
+if _proxy_ssl_header and len(_proxy_ssl_header) != 2:
+    raise ImproperlyConfigured(
+        "SECURE_PROXY_SSL_HEADER must be HEADER_NAME,value, like HTTP_X_FORWARDED_PROTO,https"
+    )
+SECURE_PROXY_SSL_HEADER = tuple(_proxy_ssl_header) if _proxy_ssl_header else None
+SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", False)
+# Load balancers probe workers over plain HTTP: a redirect would read as "down".
+SECURE_REDIRECT_EXEMPT = envlist("SECURE_REDIRECT_EXEMPT", r"^health$,^ready$")
+# Browsers remember HSTS for this many seconds: start small (3600) before a year.
+SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", False)
+SESSION_COOKIE_SECURE = envbool("SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_SECURE = envbool("CSRF_COOKIE_SECURE", False)
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -44,6 +66,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    # Listed so /docs renders Swagger UI from its bundled static files, not from a CDN.
+    "ninja",
     "rest_framework",
     "channels",
     "tenants",
