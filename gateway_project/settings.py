@@ -13,11 +13,29 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from gateway_project.lib.env import envbool, envfloat, envint, envlist, envsecret, envstr
+from gateway_project.lib.env import (
+    dotenv_load,
+    envbool,
+    envfloat,
+    envint,
+    envlist,
+    envsecret,
+    envstr,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # pytest sets PYTEST_VERSION; the gateway processes that tests start do not inherit it.
 TESTING = "PYTEST_VERSION" in os.environ
+if TESTING:
+    # Tests must not depend on the developer's .env (a REDIS_URL in it would switch the
+    # gateway processes they start to Redis): set here, so those processes inherit it.
+    os.environ["GATEWAY_ENV_FILE"] = ""
+# `make run` writes .env with a generated SECRET_KEY, so manage.py works in any terminal.
+# Real environment variables win over the file; GATEWAY_ENV_FILE names another file, or
+# none when empty.
+GATEWAY_ENV_FILE = os.environ.get("GATEWAY_ENV_FILE", str(BASE_DIR / ".env"))
+if GATEWAY_ENV_FILE:
+    dotenv_load(GATEWAY_ENV_FILE)
 # A test run gets a state directory of its own (its SQLite file, its config generation
 # file), so two runs side by side cannot disturb each other.
 STATE_DIR = Path(
@@ -86,6 +104,9 @@ if sys.argv[1:2] == ["runserver"]:
 MIDDLEWARE = [
     "gateway_project.lib.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files (the admin's styles, Swagger UI) straight from STATIC_ROOT under uvicorn,
+    # before sessions and auth: a stylesheet needs neither.
+    "gateway_project.lib.static.StaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -166,7 +187,9 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
+# `make serve` runs collectstatic into it; WhiteNoise serves what is there at start-up.
 STATIC_ROOT = STATE_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
