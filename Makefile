@@ -34,7 +34,7 @@ $(TEST_STAMP): $(STAMP)
 run: $(STAMP) .env
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py migrate --noinput
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py seed_demo --port $(PORT)
-	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
+	exec env DEBUG=$${DEBUG:-1} $(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
 
 # Production: uvicorn with WORKERS processes; set DATABASE_URL, REDIS_URL and SECRET_KEY.
 # exec: uvicorn replaces the recipe's shell, so the SIGTERM make forwards to its child
