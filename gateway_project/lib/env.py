@@ -50,9 +50,9 @@ def envlist(name: str, default: str = "") -> list[str]:
 def dotenv_read(path: str | os.PathLike[str]) -> dict[str, str]:
     """The `NAME=value` lines of an env file (docker compose's `env_file` format).
 
-    Blank lines and `#` comments are skipped, an `export ` prefix is allowed, and a value
-    in matching single or double quotes loses them (nothing inside is expanded). A
-    missing file reads as empty: `.env` is optional.
+    Blank lines and `#` comments are skipped (also after an unquoted value), an `export `
+    prefix is allowed, and a value in matching single or double quotes loses them
+    (nothing inside is expanded). A missing file reads as empty: `.env` is optional.
     """
     try:
         with open(path, encoding="utf-8") as handle:
@@ -71,6 +71,8 @@ def dotenv_read(path: str | os.PathLike[str]) -> dict[str, str]:
             raise ValueError(f"{path}:{number}: expected NAME=value, got {raw!r}")
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
             value = value[1:-1]
+        else:  # as docker compose reads it: " #" starts a comment after an unquoted value
+            value = value.split(" #", 1)[0].rstrip()
         values[name] = value
     return values
 
