@@ -20,16 +20,29 @@ $(TEST_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,semantic]'
 	touch $(TEST_STAMP)
 
+# A local .env with a generated SECRET_KEY, written once (never overwritten) by `make run`.
+# Settings read .env, so the README's manage.py commands work in a second terminal as
+# written. Only the key: DEBUG stays on the command line, so neither `make serve` nor
+# docker compose (which reads .env too) ever runs with DEBUG on because of this file.
+.env:
+	@umask 077 && printf '%s\n' \
+		'# Written once by `make run`; settings read it. Real environment variables win.' \
+		"SECRET_KEY=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(50))')" > $@
+	@echo "Wrote $@ with a generated SECRET_KEY."
+
 # Development: embedded SQLite, in-process caches, the stub provider. No services needed.
-run: $(STAMP)
+run: $(STAMP) .env
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py migrate --noinput
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py seed_demo --port $(PORT)
-	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
+	exec env DEBUG=$${DEBUG:-1} $(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
 
 # Production: uvicorn with WORKERS processes; set DATABASE_URL, REDIS_URL and SECRET_KEY.
+# exec: uvicorn replaces the recipe's shell, so the SIGTERM make forwards to its child
+# reaches uvicorn itself, which drains requests and the audit queue (a shell would die
+# and leave uvicorn orphaned).
 serve: $(STAMP)
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
-	$(BIN)/uvicorn gateway_project.asgi:application --host $${HOST:-0.0.0.0} --port $(PORT) \
+	exec $(BIN)/uvicorn gateway_project.asgi:application --host $${HOST:-0.0.0.0} --port $(PORT) \
 		--workers $(WORKERS) --loop uvloop --http httptools --lifespan on \
 		--timeout-graceful-shutdown $${GRACEFUL_TIMEOUT:-30} --no-access-log
 
@@ -37,10 +50,10 @@ migrate: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput
 
 worker: $(STAMP)
-	$(BIN)/celery -A gateway_project worker --loglevel INFO
+	exec $(BIN)/celery -A gateway_project worker --loglevel INFO
 
 beat: $(STAMP)
-	$(BIN)/celery -A gateway_project beat --loglevel INFO
+	exec $(BIN)/celery -A gateway_project beat --loglevel INFO
 
 test: $(TEST_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

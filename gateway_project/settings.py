@@ -13,11 +13,29 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from gateway_project.lib.env import envbool, envfloat, envint, envlist, envsecret, envstr
+from gateway_project.lib.env import (
+    dotenv_load,
+    envbool,
+    envfloat,
+    envint,
+    envlist,
+    envsecret,
+    envstr,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # pytest sets PYTEST_VERSION; the gateway processes that tests start do not inherit it.
 TESTING = "PYTEST_VERSION" in os.environ
+if TESTING:
+    # Tests must not depend on the developer's .env (a REDIS_URL in it would switch the
+    # gateway processes they start to Redis): set here, so those processes inherit it.
+    os.environ["GATEWAY_ENV_FILE"] = ""
+# `make run` writes .env with a generated SECRET_KEY, so manage.py works in any terminal.
+# Real environment variables win over the file; GATEWAY_ENV_FILE names another file, or
+# none when empty.
+GATEWAY_ENV_FILE = os.environ.get("GATEWAY_ENV_FILE", str(BASE_DIR / ".env"))
+if GATEWAY_ENV_FILE:
+    dotenv_load(GATEWAY_ENV_FILE)
 # A test run gets a state directory of its own (its SQLite file, its config generation
 # file), so two runs side by side cannot disturb each other.
 STATE_DIR = Path(
@@ -37,6 +55,28 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]" if not DEBUG else "*")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
 
+# --- HTTPS ------------------------------------------------------------------------------------
+# All off by default, so `make serve` on plain HTTP (a laptop, the tests, the bench) keeps
+# working; .env.example lists the production values, with which `check --deploy` is clean.
+# Behind a proxy that terminates TLS, name the header it sets, as "HEADER_NAME,value"
+# (Django's META spelling): HTTP_X_FORWARDED_PROTO,https. Only if the proxy always sets
+# or strips it, or a client could claim HTTPS.
+_proxy_ssl_header = envlist("SECURE_PROXY_SSL_HEADER")
+if _proxy_ssl_header and len(_proxy_ssl_header) != 2:
+    raise ImproperlyConfigured(
+        "SECURE_PROXY_SSL_HEADER must be HEADER_NAME,value, like HTTP_X_FORWARDED_PROTO,https"
+    )
+SECURE_PROXY_SSL_HEADER = tuple(_proxy_ssl_header) if _proxy_ssl_header else None
+SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", False)
+# Load balancers probe workers over plain HTTP: a redirect would read as "down".
+SECURE_REDIRECT_EXEMPT = envlist("SECURE_REDIRECT_EXEMPT", r"^health$,^ready$")
+# Browsers remember HSTS for this many seconds: start small (3600) before a year.
+SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", False)
+SESSION_COOKIE_SECURE = envbool("SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_SECURE = envbool("CSRF_COOKIE_SECURE", False)
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -44,6 +84,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    # Listed so /docs renders Swagger UI from its bundled static files, not from a CDN.
+    "ninja",
     "rest_framework",
     # Management API tokens, hashed and expiring: knox's machinery, our model
     # (tenants.ManagementToken, KNOX_TOKEN_MODEL below). manage.py management_token_issue.
@@ -65,6 +107,9 @@ if sys.argv[1:2] == ["runserver"]:
 MIDDLEWARE = [
     "gateway_project.lib.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files (the admin's styles, Swagger UI) straight from STATIC_ROOT under uvicorn,
+    # before sessions and auth: a stylesheet needs neither.
+    "gateway_project.lib.static.StaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -145,7 +190,9 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
+# `make serve` runs collectstatic into it; WhiteNoise serves what is there at start-up.
 STATIC_ROOT = STATE_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)
 
 # The management API (gateway_project/lib/drf.py): a DRF token (`Authorization: Token
 # <key>`) for scripts, the admin session (CSRF enforced) for browsers, never HTTP Basic;

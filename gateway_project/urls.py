@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import include, path, re_path
+from django.urls import include, path, re_path, reverse_lazy
 
 from gateway_project import views
 from gateway_project.api import api
@@ -13,12 +13,18 @@ from routing.admin_cache import clear_cache_view
 admin.site.site_header = "LLM Gateway"
 admin.site.site_title = "LLM Gateway admin"
 admin.site.index_title = "Tenants, keys, routes and the audit log"
+# "View site" leads to the landing page, not to a 404 (which, with DEBUG on, lists every
+# URL pattern).
+admin.site.site_url = reverse_lazy("landing")
 
 handler404 = "gateway_project.views.not_found"
 handler500 = "gateway_project.views.server_error"
 
 urlpatterns = [
-    # First: the proxy API is the hot path, and Django tries patterns in order.
+    # Ahead of ninja, whose own root ("api-root") answers 404 (the DEBUG page lists every
+    # pattern); costs the proxy paths one failed match of an empty path.
+    path("", views.landing, name="landing"),
+    # Then the proxy API, the hot path: Django tries patterns in order.
     path("", api.urls),
     # Ahead of the admin's own "login/" so it takes that path: POSTs over the rates get 429.
     path("admin/login/", ratelimited_admin_login(admin.site)),

@@ -1,9 +1,12 @@
-"""Project-wide fallbacks: API paths answer in the OpenAI envelope even outside ninja."""
+"""Project-wide pages: the landing page, and the fallbacks that answer API paths in the
+OpenAI envelope even outside ninja."""
 
 from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
 from django.views import defaults
+from django.views.decorators.http import require_safe
 
 from gateway_project.lib import errors
 
@@ -12,6 +15,12 @@ _API_PREFIXES = ("/v1/", "/api/")
 
 def _is_api(request: HttpRequest) -> bool:
     return request.path.startswith(_API_PREFIXES)
+
+
+@require_safe
+def landing(request: HttpRequest) -> HttpResponse:
+    """A map of the gateway at "/" (also the admin's "View site")."""
+    return render(request, "landing.html", {"api_base": request.build_absolute_uri("/v1")})
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:

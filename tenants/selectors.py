@@ -8,7 +8,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from tenants.models import ApiKey, ManagementToken, Tenant
+from tenants.models import ApiKey, ManagementToken, Tenant, UsagePolicy
 
 
 def tenant_get(*, slug: str) -> Tenant:
@@ -49,3 +49,24 @@ def api_key_status_q(status: str, *, prefix: str = "") -> Q:
 
 def management_tokens_of(*, user: AbstractBaseUser) -> QuerySet[ManagementToken]:
     return ManagementToken.objects.filter(user=user)
+
+
+def api_keys_with_settings(
+    *, also: Iterable[int] = (), tenant_ids: Iterable[int] | None = None
+) -> QuerySet[ApiKey]:
+    """Keys (revoked ones too) that carry a setting of their own: allowed routes, a policy
+    field, or, for the ids in `also`, limits the caller found (billing keeps those).
+    In prefix order, with their tenants."""
+    has_settings = Q(pk__in=set(also)) | ~Q(allowed_routes=[])
+    for name in UsagePolicy.POLICY_FIELDS:
+        has_settings |= Q(**{f"{name}__isnull": False})
+    keys = ApiKey.objects.filter(has_settings)
+    if tenant_ids is not None:
+        keys = keys.filter(tenant_id__in=set(tenant_ids))
+    return keys.select_related("tenant").order_by("prefix")
+
+
+def api_keys_by_prefix(*, prefixes: Iterable[str]) -> dict[str, ApiKey]:
+    """The keys among `prefixes` that exist, by prefix, with their tenants."""
+    keys = ApiKey.objects.filter(prefix__in=set(prefixes)).select_related("tenant")
+    return {api_key.prefix: api_key for api_key in keys}

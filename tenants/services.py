@@ -15,7 +15,7 @@ from django.utils import timezone
 from knox.models import get_digest_token
 from knox.settings import CONSTANTS as KNOX
 
-from gateway_project.lib.upsert import Upserted, upsert
+from gateway_project.lib.upsert import Upserted, update_fields, upsert
 from routing.selectors import route_names_visible_to
 from tenants.keys import generate_key, hash_key, key_prefix
 from tenants.models import ApiKey, ManagementToken, Tenant
@@ -274,3 +274,34 @@ def management_token_touch(*, token: ManagementToken, now: datetime) -> None:
         return
     ManagementToken.objects.filter(pk=token.pk).update(last_used_at=now)
     token.last_used_at = now
+
+
+def api_key_configure(
+    *,
+    api_key: ApiKey,
+    name: str | None = None,
+    allowed_routes: Sequence[str] = (),
+    max_prompt_tokens: int | None = None,
+    max_output_tokens: int | None = None,
+    max_n: int | None = None,
+    max_body_bytes: int | None = None,
+    max_messages: int | None = None,
+    max_depth: int | None = None,
+) -> Upserted[ApiKey]:
+    """Bring an issued key's settings to these values (configuration import). A policy
+    field left out means no limit; `name` None keeps the current name. Saved only when
+    something differs, so an unchanged key leaves the proxy's snapshot alone."""
+    values: dict[str, Any] = {
+        "allowed_routes": api_key_routes_validate(
+            tenant=api_key.tenant, allowed_routes=allowed_routes
+        ),
+        "max_prompt_tokens": max_prompt_tokens,
+        "max_output_tokens": max_output_tokens,
+        "max_n": max_n,
+        "max_body_bytes": max_body_bytes,
+        "max_messages": max_messages,
+        "max_depth": max_depth,
+    }
+    if name is not None:
+        values["name"] = name
+    return update_fields(api_key, values)

@@ -18,8 +18,13 @@ Rates are read at request time, so tests and deployments can change them:
 GATEWAY_ADMIN_LOGIN_RATE, GATEWAY_ADMIN_LOGIN_USERNAME_RATE and GATEWAY_API_AUTH_RATE,
 in django-ratelimit's "count/period" form ("10/m", "100/h"). The client address is
 REMOTE_ADDR unless RATELIMIT_IP_META_KEY says otherwise (set it behind a reverse proxy,
-or every client shares the proxy's address). If the cache cannot be reached the
-requests are refused, unless RATELIMIT_FAIL_OPEN is set (django-ratelimit's switch).
+or every client shares the proxy's address).
+
+If the cache cannot be reached (Redis down), counting falls back to this process's own
+memory: the limits still hold, per process instead of across them, and the right
+password still signs in. Refusing every login while Redis is away would lock the
+operators out of the admin exactly when they need it. The local windows start empty, so
+an outage gives an attacker at most one fresh window per process.
 """
 
 from __future__ import annotations
@@ -32,11 +37,20 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.admin import AdminSite
+from django.core.cache.backends.locmem import LocMemCache
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils.cache import add_never_cache_headers
-from django_ratelimit.core import get_usage
+from django_ratelimit import core as ratelimit_core
+from django_ratelimit.core import (
+    _SIMPLE_KEYS,
+    EXPIRATION_FUDGE,
+    _get_window,
+    _make_cache_key,
+    _split_rate,
+    get_usage,
+)
 from rest_framework import exceptions
 from rest_framework.request import Request
 
@@ -62,6 +76,37 @@ def _username(group: str, request: HttpRequest) -> str:
     return request.POST.get("username", "").strip().lower()
 
 
+# Same name, same storage for every instance in this process; bounded like any locmem cache.
+_local_counters = LocMemCache("gateway-ratelimit-fallback", {"OPTIONS": {"MAX_ENTRIES": 10_000}})
+
+
+def _local_usage(
+    request: HttpRequest, *, group: str, key: str | Callable[..., str], rate: Any, increment: bool
+) -> dict[str, Any]:
+    """django-ratelimit's fixed window (same key, same window edges), counted in memory."""
+    rate = rate(group, request) if callable(rate) else rate
+    limit, period = _split_rate(rate)
+    value = key(group, request) if callable(key) else _SIMPLE_KEYS[key](request)
+    window = _get_window(value, period)
+    cache_key = _make_cache_key(group, window, rate, value, None)
+    if not increment:
+        count = _local_counters.get(cache_key, 0)
+    elif _local_counters.add(cache_key, 1, period + EXPIRATION_FUDGE):
+        count = 1
+    else:
+        try:
+            count = _local_counters.incr(cache_key)
+        except ValueError:  # expired between add() and incr()
+            _local_counters.add(cache_key, 1, period + EXPIRATION_FUDGE)
+            count = 1
+    return {
+        "count": count,
+        "limit": limit,
+        "should_limit": count > limit,
+        "time_left": window - int(ratelimit_core.time.time()),  # django-ratelimit's clock
+    }
+
+
 def _count(
     request: HttpRequest, *, group: str, key: str | Callable[..., str], rate: Any, increment: bool
 ) -> Verdict:
@@ -70,15 +115,16 @@ def _count(
     except ImproperlyConfigured:
         raise
     except Exception:  # the cache is unreachable (django-redis raises, it does not return)
-        logger.exception("rate limit counter %s unavailable", group)
-        usage = {"should_limit": True, "time_left": -1, "limit": 0}
+        logger.warning("rate limit counter %s unavailable; counting in this process", group)
+        usage = _local_usage(request, group=group, key=key, rate=rate, increment=increment)
+    else:
+        if usage is not None and usage["limit"] == 0 and usage["time_left"] < 0:
+            # django-ratelimit's answer when the cache returned nothing (a client that
+            # swallows errors); RATELIMIT_FAIL_OPEN makes it return None instead.
+            logger.warning("rate limit counter %s unavailable; counting in this process", group)
+            usage = _local_usage(request, group=group, key=key, rate=rate, increment=increment)
     if usage is None or not usage["should_limit"]:
         return Verdict(False)
-    if usage["limit"] == 0 and usage["time_left"] < 0:
-        # The counter could not be read or written: django-ratelimit's failure policy.
-        if getattr(settings, "RATELIMIT_FAIL_OPEN", False):
-            return Verdict(False)
-        return Verdict(True, 60)
     return Verdict(True, max(int(usage["time_left"]), 1))
 
 

@@ -3,9 +3,13 @@
 Fields equal to their default are left out, and everything is in a fixed order
 (providers and models by name, tenants by slug, global routes before tenant routes,
 rules and targets in the order they apply), so export -> import into an empty
-database -> export gives the same text. API keys and key-scoped limits are not
-configuration (keys are issued, and their plaintext is never stored), so they are not
-exported; no secret can be, since the database holds none.
+database -> export gives the same text.
+
+API keys are issued, not configured: their plaintext is never stored, and neither a
+key nor its hash is exported. But what is set ON a key (its rate limits, budgets,
+policy and allowed routes) is configuration, so every key that has any of it is listed
+under its tenant by its public prefix, and an import puts those settings back on the
+key with that prefix. Keys with nothing set are left out.
 """
 
 from __future__ import annotations
@@ -32,8 +36,8 @@ from routing.config_io.schema import VERSION
 from routing.models import Route
 from routing.selectors import route_list
 from routing.services import DEFAULT_SEMANTIC_THRESHOLD
-from tenants.models import Tenant, UsagePolicy
-from tenants.selectors import tenant_list
+from tenants.models import ApiKey, Tenant, UsagePolicy
+from tenants.selectors import api_keys_with_settings, tenant_list
 
 
 def money_text(value: Decimal) -> str:
@@ -104,8 +108,13 @@ class _Limits:
         if row.scope == Scope.ROUTE:
             return row.scope, row.route_id
         if row.scope == Scope.KEY:
-            return row.scope, row.api_key_id  # kept apart, and never exported
+            return row.scope, row.api_key_id
         return row.scope, None
+
+    def key_ids(self) -> set[int]:
+        """The keys that have a rate limit or a budget."""
+        rows = [*self.rate_limits, *self.budgets]
+        return {pk for scope, pk in rows if scope == Scope.KEY and pk is not None}
 
     def add_to(self, entry: dict[str, Any], scope: str, pk: int | None) -> None:
         if self.rate_limits.get((scope, pk)):
@@ -152,7 +161,26 @@ def _provider(provider: Provider) -> dict[str, Any]:
     return entry
 
 
-def _tenant(tenant: Tenant, limits: _Limits) -> dict[str, Any]:
+def _policy(owner: UsagePolicy) -> dict[str, int]:
+    return {
+        name: getattr(owner, name)
+        for name in UsagePolicy.POLICY_FIELDS
+        if getattr(owner, name) is not None
+    }
+
+
+def _key(api_key: ApiKey, limits: _Limits) -> dict[str, Any]:
+    entry: dict[str, Any] = {"prefix": api_key.prefix, "name": api_key.name}
+    if api_key.allowed_routes:
+        entry["allowed_routes"] = list(api_key.allowed_routes)
+    policy = _policy(api_key)
+    if policy:
+        entry["policy"] = policy
+    limits.add_to(entry, Scope.KEY, api_key.pk)
+    return entry
+
+
+def _tenant(tenant: Tenant, limits: _Limits, keys: list[ApiKey]) -> dict[str, Any]:
     entry: dict[str, Any] = {"slug": tenant.slug, "name": tenant.name}
     if tenant.status != Tenant.Status.ACTIVE:
         entry["status"] = tenant.status
@@ -160,14 +188,12 @@ def _tenant(tenant: Tenant, limits: _Limits) -> dict[str, Any]:
         entry["metadata"] = tenant.metadata
     if tenant.allowed_routes:
         entry["allowed_routes"] = list(tenant.allowed_routes)
-    policy = {
-        name: getattr(tenant, name)
-        for name in UsagePolicy.POLICY_FIELDS
-        if getattr(tenant, name) is not None
-    }
+    policy = _policy(tenant)
     if policy:
         entry["policy"] = policy
     limits.add_to(entry, Scope.TENANT, tenant.pk)
+    if keys:
+        entry["keys"] = [_key(api_key, limits) for api_key in keys]
     return entry
 
 
@@ -223,10 +249,13 @@ def _rule(rule: RedactionRule) -> dict[str, Any]:
 def config_export() -> dict[str, Any]:
     """The whole configuration as plain data, ready for `config_dump`."""
     limits = _Limits()
+    keys: dict[int, list[ApiKey]] = defaultdict(list)
+    for api_key in api_keys_with_settings(also=limits.key_ids()):  # in prefix order
+        keys[api_key.tenant_id].append(api_key)
     routes = sorted(route_list(), key=lambda r: (r.tenant.slug if r.tenant_id else "", r.name))
     sections: dict[str, Any] = {
         "providers": [_provider(provider) for provider in provider_list()],
-        "tenants": [_tenant(tenant, limits) for tenant in tenant_list()],
+        "tenants": [_tenant(tenant, limits, keys[tenant.pk]) for tenant in tenant_list()],
         "routes": [_route(route, limits) for route in routes],
         "redaction_rules": [_rule(rule) for rule in redaction_rule_list()],
     }

@@ -5,12 +5,17 @@ Semantics, in short (docs/gateway.example.yaml says the same for operators):
 - Upsert by natural key: providers by name, models by (provider, name), tenants by
   slug, routes by (tenant, name), redaction rules by name. A field left out of the file
   means its default.
-- A route's targets, and the budgets and rate limits of any tenant, route or the
+- A route's targets, and the budgets and rate limits of any tenant, key, route or the
   global scope that lists them, are replaced as a whole by what the file says.
+- API keys are never created (they are issued, and the file holds no key): a tenant's
+  `keys` name existing keys by prefix and set their limits, budgets, policy and
+  allowed routes. A prefix the database does not have, or that belongs to another
+  tenant, is an error.
 - Nothing is deleted by default: rows the file does not mention are left alone, so a
   partial file can be applied to a live gateway. With `prune=True` the file becomes
-  the whole truth for routes (with their targets and limits), redaction rules, and the
-  limits of the subjects it names. Providers, models and tenants are never pruned:
+  the whole truth for routes (with their targets and limits), redaction rules, the
+  limits of the subjects it names, and the settings of the keys of the tenants it
+  names (a key it does not list loses them). Providers, models and tenants are never pruned:
   tenants own API keys and audit history, and models are referenced by targets;
   disable them instead.
 - Everything runs in one transaction. Any problem raises ConfigError and writes
@@ -30,7 +35,7 @@ from django.db import transaction
 
 from audit.models import RedactionRule
 from audit.services import redaction_rule_delete, redaction_rule_upsert
-from billing.models import Scope
+from billing.models import Budget, RateLimit, Scope
 from billing.services import Subject, budgets_replace, rate_limits_replace
 from gateway_project.lib.upsert import Change, SyncResult
 from providers.models import ProviderModel
@@ -38,16 +43,16 @@ from providers.selectors import provider_models_by_name
 from providers.services import provider_model_upsert, provider_upsert
 from routing.config_io.parse import parse_config
 from routing.config_io.reader import join
-from routing.config_io.schema import ConfigError, GatewayConfig, Issue, Limits
+from routing.config_io.schema import ConfigError, GatewayConfig, Issue, KeyConf, Limits
 from routing.models import Route
 from routing.selectors import route_find, route_names_visible_to
 from routing.services import TargetSpec, route_delete, route_upsert
-from tenants.models import Tenant
-from tenants.selectors import tenants_by_slug
-from tenants.services import tenant_upsert
+from tenants.models import ApiKey, Tenant
+from tenants.selectors import api_keys_by_prefix, api_keys_with_settings, tenants_by_slug
+from tenants.services import api_key_configure, tenant_upsert
 
 ENTITIES = (
-    "providers", "provider_models", "tenants", "routes", "budgets", "rate_limits",
+    "providers", "provider_models", "tenants", "api_keys", "routes", "budgets", "rate_limits",
     "redaction_rules",
 )  # fmt: skip
 
@@ -103,6 +108,7 @@ class _Importer:
         self.config = config
         self.report = report
         self.source = source
+        self.keys: dict[str, ApiKey] = {}  # the keys the file names, by prefix
 
     @contextmanager
     def at(self, path: str) -> Iterator[None]:
@@ -118,10 +124,12 @@ class _Importer:
         self.apply_providers()
         tenants = self.apply_tenants()
         routes = self.apply_routes(tenants)
+        self.apply_keys()  # after the routes, which their allowed_routes may name
         self.apply_limits(Subject.of(None), Limits(rate_limits=self.config.rate_limits), "")
         rules = self.apply_rules()
         if self.report.prune:
             self.prune(routes, rules)
+            self.prune_keys()
 
     def check_references(self) -> None:
         """Every tenant and model a route names exists, in the file or the database, and
@@ -145,6 +153,7 @@ class _Importer:
                     continue
                 issues.append(Issue(target.path, message + " in this file or the database"))
         issues += self.check_allowed_routes()
+        issues += self.check_keys()
         if issues:
             raise ConfigError(issues, source=self.source)
 
@@ -179,6 +188,28 @@ class _Importer:
                         + ("" if self.report.prune else " or the database"),
                     )
                 )
+        return issues
+
+    def key_confs(self) -> list[tuple[str, KeyConf]]:
+        return [(t.slug, key) for t in self.config.tenants for key in t.keys or ()]
+
+    def check_keys(self) -> list[Issue]:
+        """Every key the file names exists and belongs to the tenant it is listed under."""
+        confs = self.key_confs()
+        self.keys = api_keys_by_prefix(prefixes=[key.prefix for _, key in confs])
+        issues = []
+        for slug, conf in confs:
+            api_key = self.keys.get(conf.prefix)
+            if api_key is None:
+                message = (
+                    f"no API key {conf.prefix} in the database (keys are issued with "
+                    "issue_api_key or the admin, never imported)"
+                )
+            elif api_key.tenant.slug != slug:
+                message = f"key {conf.prefix} belongs to another tenant, not {slug!r}"
+            else:
+                continue
+            issues.append(Issue(join(conf.path, "prefix"), message))
         return issues
 
     def apply_providers(self) -> None:
@@ -258,6 +289,19 @@ class _Importer:
             self.apply_limits(Subject.of(result.instance), conf.limits, conf.path)
         return kept
 
+    def apply_keys(self) -> None:
+        for _, conf in self.key_confs():
+            api_key = self.keys[conf.prefix]
+            with self.at(conf.path):
+                result = api_key_configure(
+                    api_key=api_key,
+                    name=conf.name,
+                    allowed_routes=conf.allowed_routes,
+                    **conf.policy,
+                )
+            self.report.add("api_keys", result.change)
+            self.apply_limits(Subject.of(api_key), conf.limits, conf.path)
+
     def apply_limits(self, subject: Subject, limits: Limits, path: str) -> None:
         # Absent from the file: untouched, unless pruning makes the file the whole truth.
         prune = self.report.prune
@@ -294,6 +338,23 @@ class _Importer:
         for rule in RedactionRule.objects.exclude(name__in=rules):
             redaction_rule_delete(rule=rule)
             self.report.add("redaction_rules", Change.DELETED)
+
+    def prune_keys(self) -> None:
+        """Keys of the file's tenants that it does not list keep no settings."""
+        listed = {conf.prefix for _, conf in self.key_confs()}
+        tenants = tenants_by_slug(slugs={conf.slug for conf in self.config.tenants})
+        limited = RateLimit.objects.filter(scope=Scope.KEY).values_list("api_key_id", flat=True)
+        budgeted = Budget.objects.filter(scope=Scope.KEY).values_list("api_key_id", flat=True)
+        candidates = api_keys_with_settings(
+            also=[*limited, *budgeted], tenant_ids=[tenant.pk for tenant in tenants.values()]
+        )
+        for api_key in candidates:
+            if api_key.prefix in listed:
+                continue
+            result = api_key_configure(api_key=api_key)
+            if result.change == Change.UPDATED:
+                self.report.add("api_keys", Change.UPDATED)
+            self.apply_limits(Subject.of(api_key), Limits(), "")
 
 
 def config_import(

@@ -33,6 +33,7 @@ from routing.config_io.schema import (
     VERSION,
     ConfigError,
     GatewayConfig,
+    KeyConf,
     ModelConf,
     ProviderConf,
     RouteConf,
@@ -42,11 +43,16 @@ from routing.config_io.schema import (
 )
 from routing.models import Route
 from routing.services import DEFAULT_SEMANTIC_THRESHOLD
-from tenants.models import Tenant, UsagePolicy
+from tenants.keys import KEY_MARK, PREFIX_LENGTH
+from tenants.models import ApiKey, Tenant, UsagePolicy
 
 _SLUG = re.compile(r"^[-a-zA-Z0-9_]+$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SLUG_HINT = " (letters, digits, '-' and '_' only)"
+_KEY_PREFIX = re.compile(rf"^{KEY_MARK}[A-Za-z0-9]{{{PREFIX_LENGTH - len(KEY_MARK)}}}$")
+_KEY_PREFIX_HINT = (
+    f" (a key's public prefix: {KEY_MARK} and {PREFIX_LENGTH - len(KEY_MARK)} letters or digits)"
+)
 ZERO = Decimal(0)
 
 TOP_LEVEL = ("version", "providers", "tenants", "routes", "redaction_rules", "rate_limits")
@@ -58,7 +64,9 @@ PROVIDER_FIELDS = (
 MODEL_FIELDS = ("name", "input_per_million", "output_per_million", "context_window")
 TENANT_FIELDS = (
     "slug", "name", "status", "metadata", "allowed_routes", "policy", "rate_limits", "budgets",
+    "keys",
 )  # fmt: skip
+KEY_FIELDS = ("prefix", "name", "allowed_routes", "policy", "rate_limits", "budgets")
 ROUTE_FIELDS = (
     "name", "tenant", "strategy", "description", "default_max_tokens", "cache_ttl_seconds",
     "semantic_cache", "semantic_threshold", "hedge_after_ms", "enabled", "targets",
@@ -76,12 +84,26 @@ def _column_max(model: type[Model], name: str) -> int:
     return _SMALL_INT_MAX if small else _INT_MAX
 
 
-def _policy(r: Reader, value: Any, path: str) -> dict[str, int | None]:
+def _policy(
+    r: Reader, value: Any, path: str, model: type[UsagePolicy] = Tenant
+) -> dict[str, int | None]:
     """Every policy field, None where the file sets no limit."""
     m = r.mapping(value if value is not None else {}, path, POLICY_FIELDS)
     return {
-        name: r.positive(m, name, path, maximum=_column_max(Tenant, name)) for name in POLICY_FIELDS
+        name: r.positive(m, name, path, maximum=_column_max(model, name)) for name in POLICY_FIELDS
     }
+
+
+def _key(r: Reader, value: Any, path: str) -> KeyConf:
+    m = r.mapping(value, path, KEY_FIELDS, required=("prefix",))
+    return KeyConf(
+        path=path,
+        prefix=r.text(m, "prefix", path, pattern=_KEY_PREFIX, hint=_KEY_PREFIX_HINT),
+        name=r.text(m, "name", path) or None,
+        limits=r.limits(m, path, per_model=False),
+        allowed_routes=r.names(m, "allowed_routes", path),
+        policy=_policy(r, m.get("policy"), join(path, "policy"), ApiKey),
+    )
 
 
 TARGET_FIELDS = ("provider", "model", "weight", "enabled")
@@ -152,6 +174,10 @@ def _tenant(r: Reader, value: Any, path: str) -> TenantConf:
                 f"{join(path, 'metadata')}.{key}: the name suggests a secret; metadata is "
                 "exported in clear and shown in the admin"
             )
+    keys = None
+    if m.get("keys") is not None:
+        keys = tuple(_key(r, item, where) for where, item in r.items(m["keys"], join(path, "keys")))
+        r.duplicates([(key.prefix, key.path) for key in keys], "key prefix")
     return TenantConf(
         path=path,
         slug=slug,
@@ -161,6 +187,7 @@ def _tenant(r: Reader, value: Any, path: str) -> TenantConf:
         limits=r.limits(m, path, per_model=True),
         allowed_routes=r.names(m, "allowed_routes", path),
         policy=_policy(r, m.get("policy"), join(path, "policy")),
+        keys=keys,
     )
 
 

@@ -71,6 +71,19 @@ class ProviderConf:
 
 
 @dataclass(frozen=True)
+class KeyConf:
+    """The settings of an API key that already exists (keys are issued, never imported),
+    named by its public prefix."""
+
+    path: str
+    prefix: str
+    name: str | None  # None: keep the key's current name (a label, not a setting)
+    limits: Limits
+    allowed_routes: tuple[str, ...] = ()
+    policy: dict[str, int | None] = field(default_factory=dict)  # every policy field
+
+
+@dataclass(frozen=True)
 class TenantConf:
     path: str
     slug: str
@@ -80,6 +93,7 @@ class TenantConf:
     limits: Limits
     allowed_routes: tuple[str, ...] = ()
     policy: dict[str, int | None] = field(default_factory=dict)  # every policy field
+    keys: tuple[KeyConf, ...] | None = None  # None: absent, the keys are left alone
 
 
 @dataclass(frozen=True)

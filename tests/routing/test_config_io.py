@@ -13,6 +13,13 @@ from django.db.models.signals import post_delete, post_save
 
 from audit.models import RedactionRule
 from billing.models import Budget, RateLimit, Scope
+from billing.services import (
+    BudgetSpec,
+    RateLimitSpec,
+    Subject,
+    budgets_replace,
+    rate_limits_replace,
+)
 from gateway_project.lib.upsert import Change
 from providers.models import Provider, ProviderModel
 from routing.config_io import (
@@ -23,9 +30,10 @@ from routing.config_io import (
     config_load,
     config_load_file,
 )
-from routing.models import Route
+from routing.models import Route, RouteTarget
 from routing.services import route_upsert
-from tenants.models import Tenant, UsagePolicy
+from tenants.models import ApiKey, Tenant, UsagePolicy
+from tenants.services import api_key_revoke
 from tests import factories
 
 SHARED_EXAMPLE = Path(settings.BASE_DIR).parent / "shared" / "gateway.example.yaml"
@@ -836,3 +844,220 @@ def test_route_upsert_applies_the_same_threshold_rule_as_the_reader() -> None:
     assert "above 0 and at most 1" in caught.value.message_dict["semantic_threshold"][0]
     assert not Route.objects.exists()
     assert route_upsert(name="r", semantic_threshold=Decimal("0.9000")).instance.pk
+
+
+# --- the whole configuration, every kind of object, round trip --------------------------------
+
+EVERYTHING = """
+providers:
+  - name: local
+    kind: stub
+    stub_delay_ms: 5
+    max_retries: 3
+    models:
+      - {name: echo, input_per_million: "0.15", output_per_million: "0.60", context_window: 8192}
+      - {name: echo2, input_per_million: "1", output_per_million: "2"}
+  - name: remote
+    kind: openai
+    base_url: https://llm.example.com/v1
+    api_key_env: REMOTE_API_KEY
+    timeout_s: 45
+    connect_timeout_s: "2.5"
+    first_byte_timeout_s: 10
+    stream_idle_timeout_s: 20
+    circuit_failure_threshold: 7
+    circuit_cooldown_s: 90
+    enabled: false
+    models:
+      - {name: big, input_per_million: "2.50", output_per_million: "10.00"}
+tenants:
+  - slug: acme
+    name: Acme Corp
+    metadata: {team: platform, cost_centre: 42}
+    allowed_routes: [chat, acme-private]
+    policy: {max_prompt_tokens: 4000, max_output_tokens: 1000, max_n: 2, max_body_bytes: 100000, max_messages: 50, max_depth: 8}
+    rate_limits:
+      - {rpm: 600, tpm: 100000}
+      - {model: echo, rpm: 60}
+      - {model: echo2, tpm: 5000, enabled: false}
+    budgets:
+      - {period: monthly, max_cost_usd: "500.00", hard: true, alert_thresholds: [50, 90]}
+      - {period: daily, max_tokens: 200000, hard: false, enabled: false}
+  - slug: globex
+    status: suspended
+    rate_limits: {rpm: 10}
+routes:
+  - name: chat
+    strategy: weighted
+    description: the default chat route
+    default_max_tokens: 512
+    cache_ttl_seconds: 300
+    semantic_cache: true
+    semantic_threshold: "0.9"
+    hedge_after_ms: 250
+    targets:
+      - {provider: local, model: echo, weight: 95}
+      - {provider: local, model: echo2, weight: 5, enabled: false}
+      - {provider: remote, model: big}
+    rate_limits: {rpm: 1000}
+    budgets:
+      - {period: weekly, max_cost_usd: "25.50"}
+  - name: acme-private
+    tenant: acme
+    enabled: false
+    targets:
+      - {provider: local, model: echo2}
+redaction_rules:
+  - {name: e-mail, detector: email, replacement: "[EMAIL]", scope: audit}
+  - {name: ticket, pattern: "TICKET-[0-9]+", replacement: "[TICKET]", scope: audit_and_upstream, enabled: false}
+rate_limits:
+  - {rpm: 100000}
+  - {tpm: 9000000, enabled: false}
+"""
+
+
+def _natural(instance: object) -> object:
+    """A row's identity that survives a wipe and re-import (ids do not)."""
+    if instance is None:
+        return None
+    if isinstance(instance, Tenant):
+        return instance.slug
+    if isinstance(instance, ApiKey):
+        return instance.prefix
+    if isinstance(instance, Provider):
+        return instance.name
+    if isinstance(instance, ProviderModel):
+        return (instance.provider.name, instance.name)
+    if isinstance(instance, Route):
+        return (instance.tenant.slug if instance.tenant_id else None, instance.name)
+    raise AssertionError(f"no natural key for {instance!r}")
+
+
+# Not configuration: bookkeeping, or a key's lifecycle (keys are issued, not imported).
+_NOT_CONFIG = {
+    "id", "created_at", "updated_at", "key_hash", "expires_at", "revoked_at", "last_used_at",
+}  # fmt: skip
+
+
+def configuration_rows() -> dict[str, list[tuple]]:
+    """Every configuration row in the database, every field (ids and foreign keys as
+    natural keys), sorted: two databases with equal snapshots are configured alike.
+    Fields are listed from the models, so a field added later is covered too."""
+    snapshot: dict[str, list[tuple]] = {}
+    for model in (
+        Provider, ProviderModel, Tenant, ApiKey, Route, RouteTarget, RateLimit, Budget,
+        RedactionRule,
+    ):  # fmt: skip
+        rows = []
+        for row in model.objects.all():
+            values = []
+            for field in model._meta.concrete_fields:
+                if field.name in _NOT_CONFIG:
+                    continue
+                value = getattr(row, field.name)
+                if field.is_relation:
+                    value = _natural(value)
+                values.append((field.name, repr(value)))
+            rows.append(tuple(values))
+        snapshot[model.__name__] = sorted(rows)
+    return snapshot
+
+
+def _wipe_configuration() -> None:
+    """Everything an import can write, gone or back to its defaults. Tenants and keys stay
+    (deleting a tenant deletes its keys, which no file can bring back): they are reset."""
+    RateLimit.objects.all().delete()
+    Budget.objects.all().delete()
+    Route.objects.all().delete()
+    Provider.objects.all().delete()
+    RedactionRule.objects.all().delete()
+    policy_defaults = dict.fromkeys(UsagePolicy.POLICY_FIELDS)
+    Tenant.objects.update(
+        name="reset", status=Tenant.Status.ACTIVE, metadata={}, allowed_routes=[],
+        **policy_defaults,
+    )  # fmt: skip
+    # A key's name is a label: an export carries those of the keys it lists, no more.
+    ApiKey.objects.update(allowed_routes=[], **policy_defaults)
+
+
+def _configure_keys() -> None:
+    """Keys with every setting a key can carry: limits of the key scope, budgets, policy,
+    allowed routes; one plain key (nothing configured) and one revoked."""
+
+    acme = Tenant.objects.get(slug="acme")
+    limited = factories.make_key(
+        acme, name="billing service", allowed_routes=["chat"], max_output_tokens=256, max_n=1
+    ).api_key
+    rate_limits_replace(
+        subject=Subject.of(limited),
+        rate_limits=[RateLimitSpec(rpm=30, tpm=20000), RateLimitSpec(tpm=1000, enabled=False)],
+    )
+    budgets_replace(
+        subject=Subject.of(limited),
+        budgets=[BudgetSpec(period="monthly", max_cost_usd=Decimal("12.34"), hard=True)],
+    )
+    capped = factories.make_key(acme, name="batch jobs").api_key
+    rate_limits_replace(subject=Subject.of(capped), rate_limits=[RateLimitSpec(rpm=5)])
+    factories.make_key(acme, name="nothing special")
+    revoked = factories.make_key(Tenant.objects.get(slug="globex"), name="old").api_key
+    rate_limits_replace(subject=Subject.of(revoked), rate_limits=[RateLimitSpec(rpm=1)])
+    api_key_revoke(api_key=revoked)
+
+
+def test_export_wipe_import_reproduces_every_kind_of_object_exactly() -> None:
+    config_import(data=load(EVERYTHING))
+    _configure_keys()
+    before = configuration_rows()
+    assert {scope for scope in RateLimit.objects.values_list("scope", flat=True)} == set(Scope)
+    assert RateLimit.objects.filter(scope=Scope.TENANT).exclude(model_name="").exists()
+    first = config_dump(config_export())
+
+    _wipe_configuration()
+    assert configuration_rows() != before
+    config_import(data=load(first))
+
+    assert configuration_rows() == before
+    assert config_dump(config_export()) == first
+    assert not config_import(data=load(first)).changed
+
+
+def test_an_export_names_keys_by_prefix_and_carries_no_secret() -> None:
+    config_import(data=load(EVERYTHING))
+    _configure_keys()
+    text = config_dump(config_export())
+    for api_key in ApiKey.objects.all():
+        assert api_key.key_hash not in text
+    limited = ApiKey.objects.get(name="billing service")
+    assert f"prefix: {limited.prefix}" in text
+    assert "nothing special" not in text  # a key with nothing configured is not listed
+
+
+def test_importing_limits_for_a_key_the_database_does_not_have_is_an_error(acme) -> None:
+    document = load(EVERYTHING)
+    document["tenants"][0]["keys"] = [{"prefix": "gwk_NoSuchKy", "rate_limits": {"rpm": 5}}]
+    with pytest.raises(ConfigError) as caught:
+        config_import(data=document)
+    assert "tenants[0].keys[0].prefix" in str(caught.value)
+    assert "gwk_NoSuchKy" in str(caught.value)
+    assert not RateLimit.objects.exists()
+
+
+def test_a_key_of_another_tenant_cannot_be_configured_through_this_one(acme, globex) -> None:
+    other = factories.make_key(globex).api_key
+    document = load(EVERYTHING)
+    document["tenants"][0]["keys"] = [{"prefix": other.prefix, "rate_limits": {"rpm": 5}}]
+    with pytest.raises(ConfigError) as caught:
+        config_import(data=document)
+    assert f"key {other.prefix} belongs to another tenant" in str(caught.value)
+    assert not RateLimit.objects.filter(scope=Scope.KEY).exists()
+
+
+def test_prune_clears_the_settings_of_keys_a_listed_tenant_does_not_list() -> None:
+    config_import(data=load(EVERYTHING))
+    _configure_keys()
+    config_import(data=load(EVERYTHING), prune=True)  # lists acme, but none of its keys
+
+    limited = ApiKey.objects.get(name="billing service")
+    assert not RateLimit.objects.filter(api_key=limited).exists()
+    assert not Budget.objects.filter(api_key=limited).exists()
+    assert limited.allowed_routes == [] and limited.max_n is None

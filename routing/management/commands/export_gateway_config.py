@@ -13,7 +13,8 @@ from routing.config_io import config_dump, config_export
 class Command(BaseCommand):
     help = (
         "Write the gateway configuration as YAML (stdout by default), in the format "
-        "import_gateway_config reads. API keys and secrets are never exported."
+        "import_gateway_config reads. Keys' settings are, by prefix; no key, key hash "
+        "or secret ever is."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:

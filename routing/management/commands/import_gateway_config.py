@@ -28,8 +28,9 @@ class Command(BaseCommand):
             action="store_true",
             help=(
                 "Make the file the whole truth: delete routes and redaction rules it does "
-                "not list, and limits of the tenants and routes it lists but gives none. "
-                "Providers, models and tenants are never deleted."
+                "not list, limits of the tenants and routes it lists but gives none, and "
+                "the settings of those tenants' keys it does not list. Providers, models, "
+                "tenants and keys are never deleted."
             ),
         )
 
