@@ -44,16 +44,8 @@ def _redacted(row: dict) -> dict:
     """Apply the redaction rules in force for the request (done here, off the response path)."""
     fields = dict(row)
     redactor = fields.pop("_redactor", None)
-    if redactor is not None:
-        try:
-            fields["prompt"] = redactor.audit_messages(fields.get("prompt") or [])
-            fields["response"] = redactor.redact_for_audit(fields.get("response") or "")
-        except Exception:
-            # Never store what could not be redacted.
-            logger.exception("redaction failed for %s", fields.get("request_id"))
-            fields["prompt"] = [{"role": "system", "content": "[redaction failed: withheld]"}]
-            fields["response"] = "[redaction failed: withheld]"
-    return fields
+    # Every free-text column, not just prompt and response; what fails is withheld.
+    return fields if redactor is None else redactor.audit_row(fields)
 
 
 class _GiveWay:

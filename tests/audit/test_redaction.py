@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import time
 
+import orjson
 import pytest
 
 from audit.detectors import iban_valid, luhn_valid
 from audit.models import RedactionRule
 from audit.redaction import (
+    NO_RULES,
+    UNKNOWN_RULES,
+    WITHHELD,
     compile_pattern,
     compile_rules,
     redact_completion,
@@ -256,9 +260,11 @@ def test_redact_messages_covers_every_text_field_and_copies() -> None:
         {"role": "system", "content": "Reply to ops@example.com"},
         {
             "role": "user",
+            "name": "jane@example.com",
             "content": [
                 {"type": "text", "text": "I am jane@example.com"},
-                {"type": "image_url", "image_url": {"url": "https://x.test/a@b.png"}},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,a@b.png"}},
+                {"type": "image_url", "image_url": {"url": "https://x.test/jane@example.com"}},
             ],
         },
         {
@@ -278,9 +284,12 @@ def test_redact_messages_covers_every_text_field_and_copies() -> None:
     out = redact_messages(messages, MAIL)
     assert repr(messages) == original  # the input is untouched
     assert out[0]["content"] == "Reply to [EMAIL]"
+    assert out[1]["name"] == "[EMAIL]"
     assert out[1]["content"][0] == {"type": "text", "text": "I am [EMAIL]"}
+    # Inline base64 is bytes, not words: left as it is (and still a copy).
     assert out[1]["content"][1] == messages[1]["content"][1]
     assert out[1]["content"][1] is not messages[1]["content"][1]
+    assert out[1]["content"][2]["image_url"]["url"] == "https://x.test/[EMAIL]"
     assert out[2]["tool_calls"][0]["function"]["arguments"] == '{"email": "[EMAIL]"}'
     assert out[2]["tool_calls"][0]["id"] == "call_1"
     assert out[3]["content"] == "found [EMAIL]"
@@ -324,3 +333,182 @@ def test_redact_completion_covers_choices() -> None:
     assert out["choices"][0]["message"]["content"] == "mail [EMAIL]"
     assert out["choices"][1]["text"] == "or [EMAIL]"
     assert body["choices"][0]["message"]["content"] == "mail jane@example.com"
+
+
+# --- the whole upstream body ------------------------------------------------------------------
+UPSTREAM_MAIL = compile_rules(
+    [rule("mail", "email", replacement="[EMAIL]", scope="audit_and_upstream")]
+)
+
+
+def a_body_full_of_pii() -> dict:
+    return {
+        "model": "gpt-4o-mini",
+        "messages": [
+            {"role": "system", "content": "You help jane@example.com."},
+            {
+                "role": "user",
+                "name": "jane@example.com",
+                "content": [
+                    {"type": "text", "text": "I am jane@example.com"},
+                    {
+                        "type": "input_audio",
+                        "input_audio": {"data": "amFuZUBleGFt@x.io", "format": "wav"},
+                    },
+                ],
+            },
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "lookup", "arguments": '{"to": "jane@example.com"}'},
+                    }
+                ],
+            },
+        ],
+        "user": "jane@example.com",
+        "metadata": {"jane@example.com": "owner jane@example.com", "type": "jane@example.com"},
+        "tools": [
+            {
+                "type": "function",
+                "function": {
+                    "name": "lookup",
+                    "description": "Ask jane@example.com first.",
+                    "parameters": {
+                        "type": "object",
+                        "properties": {
+                            "to": {"type": "string", "enum": ["jane@example.com", "ops"]},
+                        },
+                    },
+                },
+            }
+        ],
+        "tool_choice": "auto",
+        "stop": ["jane@example.com"],
+        "temperature": 0.2,
+        "max_tokens": 30,
+        "stream": False,
+    }
+
+
+def test_an_upstream_rule_covers_every_string_the_client_sends() -> None:
+    body = a_body_full_of_pii()
+    original = repr(body)
+    out = UPSTREAM_MAIL.upstream_body(body)
+    assert repr(body) == original  # the input is untouched (the cache and counters read it)
+    assert (
+        "jane@example.com"
+        not in orjson.dumps({**out, "metadata": list(out["metadata"].values())}).decode()
+    )
+    assert out["user"] == "[EMAIL]"
+    assert out["messages"][0]["content"] == "You help [EMAIL]."
+    assert out["messages"][1]["name"] == "[EMAIL]"
+    assert out["messages"][2]["tool_calls"][0]["function"]["arguments"] == '{"to": "[EMAIL]"}'
+    function = out["tools"][0]["function"]
+    assert function["description"] == "Ask [EMAIL] first."
+    assert function["parameters"]["properties"]["to"]["enum"] == ["[EMAIL]", "ops"]
+    assert out["stop"] == ["[EMAIL]"]
+    # Keys are structure; and in the client's own map, "type" is no protocol enum.
+    assert out["metadata"] == {"jane@example.com": "owner [EMAIL]", "type": "[EMAIL]"}
+
+
+def test_upstream_redaction_keeps_the_structure_the_provider_needs() -> None:
+    body = a_body_full_of_pii()
+    out = compile_rules(
+        [rule("everything", pattern=r"(?i)[a-z]+", replacement="X", scope="audit_and_upstream")]
+    ).upstream_body(body)
+    assert out["model"] == "gpt-4o-mini"  # the gateway's choice of target
+    assert [m["role"] for m in out["messages"]] == ["system", "user", "assistant"]
+    assert (out["tools"][0]["type"], out["tool_choice"]) == ("function", "auto")
+    assert out["tools"][0]["function"]["parameters"]["type"] == "object"
+    assert out["messages"][1]["content"][1] == body["messages"][1]["content"][1]  # base64
+    assert (out["temperature"], out["max_tokens"], out["stream"]) == (0.2, 30, False)
+    assert list(out["tools"][0]["function"]["parameters"]["properties"]) == ["to"]
+
+
+def test_without_an_upstream_rule_the_body_is_not_even_walked() -> None:
+    body = a_body_full_of_pii()
+    assert compile_rules([rule("mail", "email")]).upstream_body(body) is body
+    assert NO_RULES.upstream_body(body) is body
+
+
+# --- the audit row ----------------------------------------------------------------------------
+AUDIT_MAIL = compile_rules([rule("mail", "email", replacement="[EMAIL]")])
+
+
+def a_row_full_of_pii() -> dict:
+    return {
+        "request_id": "req_1",
+        "tenant_slug": "acme",
+        "route": "jane@example.com",
+        "requested_model": "jane@example.com",
+        "provider": "openai",
+        "model": "gpt-4o-mini",
+        "error_type": "invalid_value",
+        "error_message": "Unknown model 'jane@example.com'.",
+        "prompt": [{"role": "user", "content": "I am jane@example.com"}],
+        "response": "Hello jane@example.com",
+        "attempt_log": [
+            {
+                "provider": "openai",
+                "model": "gpt-4o-mini",
+                "ms": 3,
+                "ok": False,
+                "kind": "http_400",
+                "status": 400,
+                "error": "bad address jane@example.com",
+            },
+        ],
+        "metadata": {
+            "user": "jane@example.com",
+            "tags": {"customer": "jane@example.com", "jane@example.com": "x", "[EMAIL]": "y"},
+            "client_request_id": "jane@example.com:42",
+            "cache": "miss",
+            "usage_estimated": True,
+        },
+    }
+
+
+def test_every_free_text_field_of_the_audit_row_is_redacted() -> None:
+    out = AUDIT_MAIL.audit_row(a_row_full_of_pii())
+    assert "jane@example.com" not in orjson.dumps(out).decode()
+    assert (out["route"], out["requested_model"]) == ("[EMAIL]", "[EMAIL]")
+    assert out["error_message"] == "Unknown model '[EMAIL]'."
+    assert out["attempt_log"][0]["error"] == "bad address [EMAIL]"
+    assert out["attempt_log"][0]["status"] == 400
+    assert out["metadata"]["user"] == "[EMAIL]"
+    assert out["metadata"]["client_request_id"] == "[EMAIL]:42"
+    # A tag name is the client's text too; two names redacted alike both survive.
+    assert out["metadata"]["tags"] == {"customer": "[EMAIL]", "[EMAIL]": "x", "[EMAIL]#2": "y"}
+    assert (out["metadata"]["cache"], out["metadata"]["usage_estimated"]) == ("miss", True)
+    assert (out["tenant_slug"], out["provider"], out["model"]) == ("acme", "openai", "gpt-4o-mini")
+
+
+def test_a_replacement_longer_than_the_text_never_overflows_a_column() -> None:
+    longer = compile_rules([rule("m", "email", replacement="[A VERY LONG REPLACEMENT]")])
+    out = longer.audit_row({"route": "a@example.io " * 16, "error_type": "a@example.io"})
+    assert len(out["route"]) == 200  # AuditEvent.route's max_length
+    assert out["error_type"] == "[A VERY LONG REPLACEMENT]"
+
+
+def test_a_field_whose_redaction_fails_is_withheld_and_the_others_still_redacted() -> None:
+    row = a_row_full_of_pii()
+    row["prompt"] = [{"role": "user", "content": "I am jane@example.com", "deep": []}]
+    deep = row["prompt"][0]["deep"]
+    for _ in range(5000):  # deeper than the stack: the walk cannot finish
+        deep.append([])
+        deep = deep[0]
+    out = AUDIT_MAIL.audit_row(row)
+    assert out["prompt"] == [{"role": "system", "content": WITHHELD}]
+    assert out["error_message"] == "Unknown model '[EMAIL]'."
+
+
+def test_a_row_with_no_rules_to_go_by_withholds_every_free_text_field() -> None:
+    out = UNKNOWN_RULES.audit_row(a_row_full_of_pii())
+    assert "jane@example.com" not in orjson.dumps(out).decode()
+    assert out["error_message"] == out["route"] == out["response"] == WITHHELD
+    assert out["metadata"] == {"usage_estimated": True, "redaction": "failed: withheld"}
+    assert out["error_type"] == "invalid_value"  # a code, kept for the operator

@@ -360,6 +360,9 @@ def test_without_prune_rows_missing_from_the_file_are_kept() -> None:
 
 
 def test_prune_deletes_routes_rules_and_limits_not_in_the_file() -> None:
+    # The default rules of a fresh install (audit migration 0003), when this test database
+    # still has them, are not in the file either: the file is the whole truth.
+    default_rules = RedactionRule.objects.count()
     config_import(data=load(MINIMAL))
     config_import(data=load(EXTRA))
     data = load(MINIMAL)
@@ -368,7 +371,7 @@ def test_prune_deletes_routes_rules_and_limits_not_in_the_file() -> None:
     report = config_import(data=data, prune=True)
 
     assert report.counts["routes"][Change.DELETED] == 1
-    assert report.counts["redaction_rules"][Change.DELETED] == 1
+    assert report.counts["redaction_rules"][Change.DELETED] == 1 + default_rules
     assert report.counts["rate_limits"][Change.DELETED] == 1
     assert list(Route.objects.values_list("name", flat=True)) == ["echo"]
     assert list(RedactionRule.objects.values_list("name", flat=True)) == ["e-mail"]
