@@ -13,6 +13,8 @@ from audit.redaction import (
     NO_RULES,
     UNKNOWN_RULES,
     WITHHELD,
+    _audit_row,
+    _walk_item,
     compile_pattern,
     compile_rules,
     redact_completion,
@@ -512,3 +514,73 @@ def test_a_row_with_no_rules_to_go_by_withholds_every_free_text_field() -> None:
     assert out["error_message"] == out["route"] == out["response"] == WITHHELD
     assert out["metadata"] == {"usage_estimated": True, "redaction": "failed: withheld"}
     assert out["error_type"] == "invalid_value"  # a code, kept for the operator
+
+
+# --- one search per rule for a whole row ------------------------------------------------------
+def every_rule_text_by_text(rules, fields: dict) -> dict:  # type: ignore[no-untyped-def]
+    """The reference: every rule on every text, no search over joined texts first."""
+    return _audit_row(dict(fields), rules.redact_for_audit)
+
+
+SAMPLES = [
+    *(value for values in POSITIVES.values() for value in values),
+    *(value for values in NEGATIVES.values() for value in values),
+    "secret at the start",
+    "no secret here",
+]
+NEIGHBOURS = ["", "\n", "\x00", '"', "\\", " ", "x", "1", "+", "-", "."]
+
+
+# Each puts the text in one place only, so that a place the search misses shows.
+PLACES = [
+    lambda text: {"route": text},
+    lambda text: {"error_message": f"refused {text}"},
+    lambda text: {"response": text},
+    lambda text: {"prompt": [{"role": "user", "content": text}]},
+    lambda text: {"prompt": [{"role": "user", "content": "hi", "name": text}]},
+    lambda text: {"prompt": [{"role": "user", "content": [{"type": "text", "text": text}]}]},
+    lambda text: {"metadata": {"tags": {text: "v"}}},
+    lambda text: {"metadata": {"items": [{"type": text}]}},  # the client's key, not protocol
+    lambda text: {"metadata": [{"type": text}]},
+    lambda text: {"attempt_log": [{"error": text, "ms": 3}]},
+]
+UPSTREAM_PLACES = [
+    lambda text: {"user": text},
+    lambda text: {"messages": [{"role": "user", "content": text}]},
+    lambda text: {"tools": [{"type": "function", "function": {"description": text}}]},
+    lambda text: {"metadata": {"k": [{"type": text}]}},
+    lambda text: {"metadata": [{"type": text}]},
+    lambda text: {"stop": [text]},
+]
+
+
+@pytest.mark.parametrize("custom_first", [False, True])
+def test_searching_joined_texts_first_changes_no_result(custom_first: bool) -> None:
+    anchored = rule("anchored", pattern="^secret", replacement="[S]")  # only at a text's start
+    chain = [rule(d, d) for d in POSITIVES]
+    rules = compile_rules([anchored, *chain] if custom_first else [*chain, anchored])
+    upstream = compile_rules([rule(d, d, scope="audit_and_upstream") for d in POSITIVES])
+    for index, sample in enumerate(SAMPLES):
+        before = NEIGHBOURS[index % len(NEIGHBOURS)]
+        after = NEIGHBOURS[(index * 7 + 3) % len(NEIGHBOURS)]
+        text = f"{before}{sample}{after}"
+        for place in PLACES:
+            row = place(text)
+            assert rules.audit_row(dict(row)) == every_rule_text_by_text(rules, row), row
+        for place in UPSTREAM_PLACES:
+            body = {"model": "m", **place(text)}
+            redact = upstream.redact_for_upstream  # every rule, on every text
+            reference = {
+                key: value
+                if key == "model"
+                else _walk_item(key, value, redact, keys=False, protocol=True)
+                for key, value in body.items()
+            }
+            assert upstream.upstream_body(body) == reference, body
+
+
+def test_a_row_without_pii_is_stored_as_it_came_without_a_copy() -> None:
+    prompt = [{"role": "user", "content": "Order 123456 of 2026-12-04, 3 items at 49.99 EUR"}]
+    row = {"prompt": prompt, "response": "Shipped on 2026-12-01.", "metadata": {"user": "u-1"}}
+    out = compile_rules([rule(d, d) for d in POSITIVES]).audit_row(row)
+    assert out["prompt"] is prompt
