@@ -295,8 +295,13 @@ class CompiledRules:
         if not self._audit:
             return fields
         texts: list[str] = []
-        _gather_row(fields, texts)
-        rules = _rules_to_run(self._audit, texts)
+        try:
+            _gather_row(fields, texts)
+            rules = _rules_to_run(self._audit, texts)
+        except Exception:
+            # The writer must not lose the row, and must not store it unredacted either.
+            logger.exception("redaction failed for %s", fields.get("request_id"))
+            return withhold(fields)
         if not rules:
             return fields  # nothing to redact: stored as it came, not even copied
         return _audit_row(fields, functools.partial(_run, rules))
@@ -323,8 +328,6 @@ class UnknownRules:
     """Stands in for the rules when a row has none to go by (the configuration could not
     be loaded for its request): every free-text field is withheld, since whatever rules
     are in force might have covered it."""
-
-    has_upstream_rules = False
 
     def audit_row(self, fields: dict) -> dict:
         return withhold(fields)

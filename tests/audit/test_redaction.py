@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import orjson
@@ -13,6 +14,8 @@ from audit.redaction import (
     NO_RULES,
     UNKNOWN_RULES,
     WITHHELD,
+    CompiledRule,
+    CompiledRules,
     _audit_row,
     _walk_item,
     compile_pattern,
@@ -584,3 +587,15 @@ def test_a_row_without_pii_is_stored_as_it_came_without_a_copy() -> None:
     row = {"prompt": prompt, "response": "Shipped on 2026-12-01.", "metadata": {"user": "u-1"}}
     out = compile_rules([rule(d, d) for d in POSITIVES]).audit_row(row)
     assert out["prompt"] is prompt
+
+
+@pytest.mark.parametrize("finder", [None, re.compile("@")], ids=["custom", "built-in"])
+def test_a_rule_that_fails_on_a_row_withholds_its_text_and_keeps_the_row(finder) -> None:  # type: ignore[no-untyped-def]
+    def broken(text: str) -> str:
+        raise RuntimeError("a bug in a detector")
+
+    failing = CompiledRules([CompiledRule("broken", None, broken, finder=finder)], ())
+    out = failing.audit_row(a_row_full_of_pii())
+    assert "jane@example.com" not in orjson.dumps(out).decode()
+    assert out["prompt"] == [{"role": "system", "content": WITHHELD}]
+    assert (out["request_id"], out["provider"]) == ("req_1", "openai")
