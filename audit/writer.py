@@ -63,23 +63,14 @@ SPOOL_RESCAN_SECONDS = 60.0  # how often the writer looks for spool files it did
 # insufficient resources, operator intervention, system error, object in use) or that the
 # same statement may succeed if retried (transaction rollback: serialization, deadlock).
 _RETRYABLE_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "55", "57", "58"})
-_WITHHELD = "[redaction failed: withheld]"
 
 
 def _redacted(row: dict) -> dict:
     """Apply the redaction rules in force for the request (done here, off the response path)."""
     fields = dict(row)
     redactor = fields.pop("_redactor", None)
-    if redactor is not None:
-        try:
-            fields["prompt"] = redactor.audit_messages(fields.get("prompt") or [])
-            fields["response"] = redactor.redact_for_audit(fields.get("response") or "")
-        except Exception:
-            # Never store what could not be redacted.
-            logger.exception("redaction failed for %s", fields.get("request_id"))
-            fields["prompt"] = [{"role": "system", "content": "[redaction failed: withheld]"}]
-            fields["response"] = "[redaction failed: withheld]"
-    return fields
+    # Every free-text column, not just prompt and response; what fails is withheld.
+    return fields if redactor is None else redactor.audit_row(fields)
 
 
 class _GiveWay:
@@ -128,12 +119,14 @@ def prepare(row: dict) -> dict:
         return sanitize_row(_redacted(row), copy=False)  # _redacted made a copy already
     except Exception as exc:  # a bug in redaction or sanitizing must not cost the row
         logger.exception("audit row %s could not be prepared", row.get("request_id"))
-        fields = {key: value for key, value in row.items() if not key.startswith("_")}
-        fields.update(prompt=[{"role": "system", "content": _WITHHELD}], response=_WITHHELD)
-        metadata = fields.get("metadata")
+        from audit.redaction import withhold
+
+        # Every free-text field is withheld, not only prompt and response: redaction did
+        # not finish, so any of them (user, tags, error text) may still hold PII.
+        fields = withhold({key: value for key, value in row.items() if not key.startswith("_")})
         fields["metadata"] = {
-            **(metadata if isinstance(metadata, dict) else {}),
-            "audit_prepare_failed": repr(exc)[:500],
+            **(fields.get("metadata") or {}),
+            "audit_prepare_failed": type(exc).__name__,
         }
         return sanitize_row(fields, thorough=True)
 

@@ -12,6 +12,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.http import HttpRequest
 
+from audit.redaction import UNKNOWN_RULES
 from audit.writer import audit_writer
 from billing.enforcement import Guard, settle
 from gateway_project.lib import after_response
@@ -115,7 +116,8 @@ class Exchange:
                 "attempt_log": self.attempts,
                 "metadata": metadata,
                 "config_version": snap.version if snap else "",
-                "_redactor": snap.redaction if snap else None,
+                # No snapshot, no rules to go by: the writer withholds the free text.
+                "_redactor": snap.redaction if snap else UNKNOWN_RULES,
             }
         )
 

@@ -48,7 +48,7 @@ def upstream_body(exchange: Exchange, target: Target) -> dict:
     assert chat is not None and snap is not None
     body = dict(chat.body)
     body["model"] = target.model
-    body["messages"] = snap.redaction.upstream_messages(body["messages"])
+    body = snap.redaction.upstream_body(body)  # every string the client sent, not just messages
     guard = exchange.guard
     if guard is not None and guard.injected_cap is not None:
         field = "max_completion_tokens" if target.kind in _COMPLETION_TOKENS_KINDS else "max_tokens"

@@ -163,6 +163,7 @@ def test_rule_pages_render(admin_client, url):
 
 
 def test_a_regex_rule_needs_a_valid_pattern(admin_client):
+    rules_before = RedactionRule.objects.count()  # the default rules, unless a test cleared them
     response = admin_client.post(
         reverse("admin:audit_redactionrule_add"),
         {
@@ -176,7 +177,8 @@ def test_a_regex_rule_needs_a_valid_pattern(admin_client):
         },
     )
     assert "pattern" in response.context["adminform"].form.errors
-    assert not RedactionRule.objects.exists()
+    assert not RedactionRule.objects.filter(name="ticket ids").exists()
+    assert RedactionRule.objects.count() == rules_before
 
 
 def test_rules_are_enabled_and_ordered_from_the_list(admin_client, saved):

@@ -156,3 +156,30 @@ def test_every_kind_of_value_comes_back_as_it_was_written():
     assert stored.attempt_log == [{"target": "a", "status": 503, "ms": 1.5}]
     assert stored.metadata == {"tags": ["x", "y"], "nested": {"n": 1, "price": "0.10"}}
     assert (stored.error_message, stored.completion_tokens) == ("", 0)  # the defaults
+
+
+class _BrokenRules:
+    def audit_row(self, fields: dict) -> dict:
+        raise RuntimeError("a bug in redaction")
+
+
+@pytest.mark.django_db
+def test_a_row_whose_redaction_fails_lands_with_every_free_text_field_withheld():
+    writer = AuditWriter()
+    writer.record(
+        row(
+            "req_broken",
+            _redactor=_BrokenRules(),
+            prompt=[{"role": "user", "content": "mail jane@example.com"}],
+            response="jane@example.com",
+            error_message="upstream said jane@example.com is invalid",
+            metadata={"user": "jane@example.com", "tags": {"team": "jane@example.com"}},
+            attempt_log=[{"error": "jane@example.com"}],
+        )
+    )
+    writer.flush()
+    stored = AuditEvent.objects.get(request_id="req_broken")
+    assert "jane@example.com" not in repr(
+        [stored.prompt, stored.response, stored.error_message, stored.metadata, stored.attempt_log]
+    )
+    assert stored.metadata["audit_prepare_failed"] == "RuntimeError"
