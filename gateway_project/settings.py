@@ -170,6 +170,8 @@ LOGGING = {
 GATEWAY_SNAPSHOT_CHECK_SECONDS = envfloat("GATEWAY_SNAPSHOT_CHECK_SECONDS", 1.0)
 # API keys each process keeps in memory after their first use (routing.snapshot.KeyDirectory).
 GATEWAY_KEY_CACHE_SIZE = envint("GATEWAY_KEY_CACHE_SIZE", 50_000)
+# The largest proxy request body, received only after the key is checked (413 past it;
+# a declared Content-Length over it is refused before a byte is read).
 GATEWAY_MAX_BODY_BYTES = envint("GATEWAY_MAX_BODY_BYTES", 4 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = GATEWAY_MAX_BODY_BYTES + 1024
 # The audit writer batches rows off the response path.

@@ -12,11 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import orjson
-from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest
 
-from gateway_project.lib import errors
+from gateway_project.lib import errors, request_body
 from routing.hints import NO_HINTS, RoutingHints, parse_hints
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
@@ -49,17 +47,9 @@ class ChatRequest:
     hints: RoutingHints = NO_HINTS
 
 
-def read_json_body(request: HttpRequest) -> dict:
-    limit = settings.GATEWAY_MAX_BODY_BYTES
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > limit:
-        raise errors.payload_too_large(limit)
-    try:
-        raw = request.body
-    except RequestDataTooBig as exc:
-        raise errors.payload_too_large(limit) from exc
-    if len(raw) > limit:
-        raise errors.payload_too_large(limit)
+async def read_json_body(request: HttpRequest, *, limit: int | None = None) -> dict:
+    """The request's JSON object, received up to `limit` bytes (413 past it)."""
+    raw = await request_body.read(request, limit=limit)
     if not raw:
         raise errors.bad_request("The request body is empty; send a JSON object.")
     try:
