@@ -173,6 +173,10 @@ GATEWAY_KEY_CACHE_SIZE = envint("GATEWAY_KEY_CACHE_SIZE", 50_000)
 # The largest proxy request body, received only after the key is checked (413 past it;
 # a declared Content-Length over it is refused before a byte is read).
 GATEWAY_MAX_BODY_BYTES = envint("GATEWAY_MAX_BODY_BYTES", 4 * 1024 * 1024)
+# Messages, and content parts (summed over every message), in one chat request: far above
+# normal use, low enough that one request cannot hold the event loop for long (400 past it).
+GATEWAY_MAX_MESSAGES = envint("GATEWAY_MAX_MESSAGES", 2000)
+GATEWAY_MAX_CONTENT_PARTS = envint("GATEWAY_MAX_CONTENT_PARTS", 10_000)
 DATA_UPLOAD_MAX_MEMORY_SIZE = GATEWAY_MAX_BODY_BYTES + 1024
 # The audit writer batches rows off the response path.
 AUDIT_FLUSH_INTERVAL_SECONDS = envfloat("AUDIT_FLUSH_INTERVAL_SECONDS", 0.2)

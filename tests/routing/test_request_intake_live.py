@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import select
 import socket
+import statistics
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 
 import httpx
+import orjson
 import pytest
 
 from tests import factories
@@ -181,3 +185,73 @@ def test_a_chunked_body_past_the_limit_is_413_and_the_server_stops_reading(gatew
         timeout=10,
     )
     assert ok.status_code == 200, ok.text[:300]
+
+
+@pytest.fixture(scope="module")
+def default_gateway(django_db_setup, django_db_blocker):
+    """A gateway with the shipped defaults (4 MB bodies, 10,000 content parts)."""
+    process = GatewayProcess().start()
+    yield process
+    stop_quietly(process, django_db_blocker=django_db_blocker)
+
+
+HOSTILE_SENDERS = """
+import asyncio, os, sys, time, httpx, orjson
+url, key, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+parts = [{"type": "text", "text": "hello!"}] * 120_000
+huge = orjson.dumps({"model": "echo", "messages": [{"role": "user", "content": parts}]})
+headers = {"authorization": "Bearer " + key, "content-type": "application/json"}
+statuses = []
+async def sender(client, until):
+    while time.monotonic() < until:
+        statuses.append((await client.post(url, content=huge, headers=headers)).status_code)
+async def main():
+    until = time.monotonic() + seconds
+    async with httpx.AsyncClient(timeout=60) as client:
+        await asyncio.gather(*(sender(client, until) for _ in range(8)))
+asyncio.run(main())
+print(len(huge), " ".join(map(str, statuses)))
+"""
+
+
+def test_huge_requests_do_not_hold_up_other_clients(default_gateway, key):
+    """Eight clients sending 3.8 MB requests of 120,000 content parts each, back to back
+    (from a process of their own, so this one only measures), while another client asks
+    small questions: the big ones are refused (400) and the small one's latency stays
+    bounded. (On 49ed717 the big ones were parsed, depth-checked and token-counted on the
+    event loop, about 0.9 s each: the small requests' median went to seconds.)"""
+    url = f"{default_gateway.base_url}/v1/chat/completions"
+    headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
+    small = orjson.dumps({"model": "echo", "messages": HELLO})
+
+    def small_latencies(client: httpx.Client, count: int) -> list[float]:
+        latencies = []
+        for _ in range(count):
+            started = time.perf_counter()
+            response = client.post(url, content=small, headers=headers)
+            latencies.append(time.perf_counter() - started)
+            assert response.status_code == 200, response.text[:300]
+            time.sleep(0.02)
+        return latencies
+
+    with httpx.Client(timeout=60) as client:
+        small_latencies(client, 5)  # warm
+        alone = small_latencies(client, 30)
+        flood = subprocess.Popen(
+            [sys.executable, "-c", HOSTILE_SENDERS, url, key, "4"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(1.5)  # all eight under way
+        loaded = small_latencies(client, 30)
+        output, _ = flood.communicate(timeout=60)
+    size, *statuses = output.split()
+    print(
+        f"\nsmall requests alone: median {statistics.median(alone) * 1000:.1f} ms;"
+        f" beside eight senders of {int(size) / 1e6:.1f} MB bodies:"
+        f" median {statistics.median(loaded) * 1000:.1f} ms,"
+        f" p90 {statistics.quantiles(loaded, n=10)[-1] * 1000:.1f} ms,"
+        f" max {max(loaded) * 1000:.1f} ms; {len(statuses)} huge requests answered"
+    )
+    assert statuses and set(statuses) == {"400"}
+    assert statistics.median(loaded) < 0.25
