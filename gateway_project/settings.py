@@ -168,6 +168,10 @@ LOGGING = {
 # How long a process trusts its in-memory config snapshot before asking whether the
 # admin changed something (one Redis GET or one stat() per interval, never the ORM).
 GATEWAY_SNAPSHOT_CHECK_SECONDS = envfloat("GATEWAY_SNAPSHOT_CHECK_SECONDS", 1.0)
+# A snapshot older than this is rebuilt from the database even if the generation did not
+# move: the bound on how long a committed change (a revoked key) can go unseen whatever
+# Redis did when it was announced (a lost bump, a token nobody can read).
+GATEWAY_SNAPSHOT_MAX_AGE_SECONDS = envfloat("GATEWAY_SNAPSHOT_MAX_AGE_SECONDS", 30.0)
 # API keys each process keeps in memory after their first use (routing.snapshot.KeyDirectory).
 GATEWAY_KEY_CACHE_SIZE = envint("GATEWAY_KEY_CACHE_SIZE", 50_000)
 # The largest proxy request body, received only after the key is checked (413 past it;
