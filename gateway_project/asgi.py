@@ -26,7 +26,7 @@ from django.test.utils import override_settings  # noqa: E402
 from django.urls import set_script_prefix  # noqa: E402
 
 from audit.writer import audit_writer  # noqa: E402
-from gateway_project.lib import after_response  # noqa: E402
+from gateway_project.lib import after_response, request_body  # noqa: E402
 
 
 class ProxyASGIHandler(ASGIHandler):
@@ -45,6 +45,9 @@ class ProxyASGIHandler(ASGIHandler):
       it does so in a worker thread that checks its connection before and after
       (`gateway_project.lib.db.off_loop`).
     The admin and the management API keep Django's full handler and middleware.
+
+    It also leaves the body unread until the view asks for it, after authentication and
+    with the caller's limit (gateway_project/lib/request_body).
     """
 
     def load_middleware(self, is_async: bool = False) -> None:
@@ -55,16 +58,16 @@ class ProxyASGIHandler(ASGIHandler):
         await self.handle(scope, receive, send)
 
     async def handle(self, scope, receive, send):  # type: ignore[no-untyped-def]
-        try:
-            body_file = await self.read_body(receive)
-        except RequestAborted:
-            return
+        # The body is not read here, as Django's handler would (all of it, spooled to disk
+        # past 2.5 MB): the view authenticates from the headers first, then receives the
+        # body up to the caller's limit (gateway_project/lib/request_body).
+        body = request_body.PendingBody.from_scope(scope, receive)
         set_script_prefix(get_script_prefix(scope))
-        request, error_response = self.create_request(scope, body_file)
+        request, error_response = self.create_request(scope, request_body.NOT_RECEIVED_YET)
         if request is None:
-            body_file.close()
             await self.send_response(error_response, send)
             return
+        request.pending_body = body
 
         # Work the request owes after its answer (the budget settlement): run below, once
         # the response is out, still within this call (gateway_project/lib/after_response).
@@ -73,12 +76,24 @@ class ProxyASGIHandler(ASGIHandler):
         async def process_request() -> None:
             after_response.collect_into(deferred)
             response = await self.run_get_response(request)
+            if body.left_unread:
+                # Refused before (or while) its body was received: close the connection
+                # after the answer, or the server would go on reading the rest of it.
+                response["Connection"] = "close"
             with contextlib.suppress(asyncio.CancelledError):  # the client left mid-send
                 await self.send_response(response, send)
 
+        async def listen_for_disconnect() -> None:
+            # The body and a disconnect come through the same `receive`: listen only once
+            # the body is in (or the client left while sending it).
+            await body.ended.wait()
+            if body.disconnected:
+                raise RequestAborted
+            await self.listen_for_disconnect(receive)
+
         # As in Django's handler: a client that disconnects cancels the view, which
         # abandons the upstream call and still writes its audit row (routing.proxy).
-        listening = asyncio.create_task(self.listen_for_disconnect(receive))
+        listening = asyncio.create_task(listen_for_disconnect())
         processing = asyncio.create_task(process_request())
         try:
             await asyncio.wait((listening, processing), return_when=asyncio.FIRST_COMPLETED)
@@ -88,7 +103,7 @@ class ProxyASGIHandler(ASGIHandler):
                 with contextlib.suppress(asyncio.CancelledError, RequestAborted):
                     await task
         finally:
-            body_file.close()
+            request.close()
             await after_response.run(deferred)
 
 

@@ -240,9 +240,19 @@ LOGGING = {
 # How long a process trusts its in-memory config snapshot before asking whether the
 # admin changed something (one Redis GET or one stat() per interval, never the ORM).
 GATEWAY_SNAPSHOT_CHECK_SECONDS = envfloat("GATEWAY_SNAPSHOT_CHECK_SECONDS", 1.0)
+# A snapshot older than this is rebuilt from the database even if the generation did not
+# move: the bound on how long a committed change (a revoked key) can go unseen whatever
+# Redis did when it was announced (a lost bump, a token nobody can read).
+GATEWAY_SNAPSHOT_MAX_AGE_SECONDS = envfloat("GATEWAY_SNAPSHOT_MAX_AGE_SECONDS", 30.0)
 # API keys each process keeps in memory after their first use (routing.snapshot.KeyDirectory).
 GATEWAY_KEY_CACHE_SIZE = envint("GATEWAY_KEY_CACHE_SIZE", 50_000)
+# The largest proxy request body, received only after the key is checked (413 past it;
+# a declared Content-Length over it is refused before a byte is read).
 GATEWAY_MAX_BODY_BYTES = envint("GATEWAY_MAX_BODY_BYTES", 4 * 1024 * 1024)
+# Messages, and content parts (summed over every message), in one chat request: far above
+# normal use, low enough that one request cannot hold the event loop for long (400 past it).
+GATEWAY_MAX_MESSAGES = envint("GATEWAY_MAX_MESSAGES", 2000)
+GATEWAY_MAX_CONTENT_PARTS = envint("GATEWAY_MAX_CONTENT_PARTS", 10_000)
 DATA_UPLOAD_MAX_MEMORY_SIZE = GATEWAY_MAX_BODY_BYTES + 1024
 # The audit writer batches rows off the response path.
 AUDIT_FLUSH_INTERVAL_SECONDS = envfloat("AUDIT_FLUSH_INTERVAL_SECONDS", 0.2)

@@ -2,9 +2,10 @@
 
 Order of work for one request (ARCHITECTURE.md walks through it):
 1. `snapshots.aget()`: the in-memory configuration (no ORM once warm).
-2. `authenticate()`: key to tenant, from the snapshot.
-3. `parse_chat_request()`: checks the body and the routing hints, keeps unknown fields
-   for pass-through.
+2. `authenticate()`: key to tenant, from the snapshot and the headers alone.
+3. `read_json_body()` receives the body (not before: a refused caller costs none of it),
+   up to the caller's limit; `parse_chat_request()` checks it and the routing hints, keeps
+   unknown fields for pass-through.
 4. the route for (tenant, name), and the key's allow-list.
 5. `_govern()`: policies, then one atomic Redis admission for every rate limit and budget.
 6. the response cache, when the route has one.
@@ -60,10 +61,17 @@ from routing.upstream import (
     upstream_body,
     upstream_client,
 )
-from tenants.auth import authenticate
+from tenants.auth import Caller, authenticate
 
 logger = logging.getLogger(__name__)
 _background: set[asyncio.Future] = set()  # cache writes in flight (kept from the GC)
+
+
+def _body_limit(caller: Caller) -> int:
+    """The most body this caller may send: the gateway's limit, or its policy's if lower."""
+    limit = settings.GATEWAY_MAX_BODY_BYTES
+    own = caller.key.policy.max_body_bytes
+    return limit if own is None else min(limit, own)
 
 
 def _resolve_route(exchange: Exchange) -> RouteEntry:
@@ -216,10 +224,10 @@ async def handle_chat_completion(request: HttpRequest) -> HttpResponse:
     try:
         exchange.snapshot = await snapshots.aget()
         exchange.caller = await authenticate(exchange.snapshot, request)
+        # Only now, with the caller known, is the body received, and only up to its limit.
+        body = await read_json_body(request, limit=_body_limit(exchange.caller))
         exchange.chat = parse_chat_request(
-            read_json_body(request),
-            route_header=request.headers.get("x-route"),
-            headers=request.headers,
+            body, route_header=request.headers.get("x-route"), headers=request.headers
         )
         exchange.route = _resolve_route(exchange)
         await _govern(exchange, body_bytes=len(request.body))

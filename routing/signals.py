@@ -20,9 +20,10 @@ def _config_changed(**kwargs: object) -> None:
         try:
             generation.bump()
         except Exception:
-            # The write is committed; other processes catch up once Redis answers again
-            # (their snapshot was built under an older or unknown generation).
-            logger.exception("could not announce a configuration change")
+            # The write is committed: generation.bump keeps retrying in the background,
+            # and every process rebuilds its snapshot within GATEWAY_SNAPSHOT_MAX_AGE_SECONDS
+            # anyway, so the change is in force everywhere within that bound.
+            logger.exception("could not announce a configuration change; retrying")
 
     transaction.on_commit(bump)
 

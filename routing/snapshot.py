@@ -2,11 +2,13 @@
 
 Keys, tenants, routes with their targets and prices, and redaction rules are read from
 the database once, compiled into plain immutable objects, and served from memory. A
-write anywhere in the configuration bumps a cross-process generation counter
-(`gateway_project.lib.generation`); each process looks at that counter at most once per
-GATEWAY_SNAPSHOT_CHECK_SECONDS and rebuilds when it moved. So an admin change (a revoked
-key, a suspended tenant, a new route) reaches every process within that interval, and a
-warm request makes no database query at all.
+write anywhere in the configuration sets a new cross-process generation token
+(`gateway_project.lib.generation`); each process looks at that token at most once per
+GATEWAY_SNAPSHOT_CHECK_SECONDS and rebuilds when it moved, and rebuilds any snapshot older
+than GATEWAY_SNAPSHOT_MAX_AGE_SECONDS whatever the token says. So an admin change (a
+revoked key, a suspended tenant, a new route) reaches every process within the check
+interval while Redis answers, and within the maximum age whatever Redis does; a warm
+request makes no database query at all.
 """
 
 from __future__ import annotations
@@ -297,7 +299,11 @@ class Snapshot:
     tenant_routes: dict[tuple[int, str], RouteEntry]
     redaction: CompiledRules
     governance: Governance = field(default_factory=Governance)
-    checked_at: float = field(default=0.0)
+    checked_at: float = field(default=0.0)  # last generation check (or rebuild attempt)
+    built_at: float = field(default=0.0)
+
+    def too_old(self, now: float) -> bool:
+        return now - self.built_at >= settings.GATEWAY_SNAPSHOT_MAX_AGE_SECONDS
 
     def route_for(self, tenant_id: int, name: str) -> RouteEntry | None:
         """A tenant's own route shadows a global one of the same name."""
@@ -345,6 +351,7 @@ def build_snapshot() -> Snapshot:
     from routing.models import Route, RouteTarget
     from tenants.models import Tenant
 
+    built_at = generation.monotonic()  # before any read: the age counts from the oldest
     # Read the generation first: a change landing while we read makes the next check rebuild.
     try:
         gen = generation.current()
@@ -430,12 +437,20 @@ def build_snapshot() -> Snapshot:
         tenant_routes=tenant_routes,
         redaction=compile_rules(rules),
         governance=_build_governance(),
-        checked_at=generation.monotonic(),
+        checked_at=built_at,
+        built_at=built_at,
     )
 
 
 class SnapshotHolder:
-    """Holds this process's snapshot and refreshes it when the generation moves."""
+    """Holds this process's snapshot and refreshes it when the generation moves, or when it
+    is older than GATEWAY_SNAPSHOT_MAX_AGE_SECONDS whatever the generation says.
+
+    The age bound is what makes a committed change reach every process whatever Redis did:
+    a bump lost to a Redis stall (and not yet retried, or owed by a process that exited), a
+    process that cannot read the token. Both checks run only once the check interval has
+    passed, so a request in between does no more than before: one comparison.
+    """
 
     def __init__(self) -> None:
         self._snapshot: Snapshot | None = None
@@ -457,9 +472,16 @@ class SnapshotHolder:
             return snap  # type: ignore[return-value]
         with self._sync_lock:
             snap = self._snapshot
-            if snap is not None and generation.current() == snap.generation:
-                snap.checked_at = generation.monotonic()
-                return snap
+            now = generation.monotonic()
+            if snap is not None and not snap.too_old(now):
+                try:
+                    unchanged = generation.current() == snap.generation
+                except Exception:
+                    logger.warning("config generation unreadable; keeping the snapshot")
+                    unchanged = True
+                if unchanged:
+                    snap.checked_at = now
+                    return snap
             self._snapshot = build_snapshot()
             return self._snapshot
 
@@ -467,11 +489,12 @@ class SnapshotHolder:
         snap = self._snapshot
         if self._fresh_enough(snap):
             return snap  # type: ignore[return-value]
-        if snap is not None:
+        if snap is not None and not snap.too_old(generation.monotonic()):
             try:
                 unchanged = await generation.acurrent() == snap.generation
             except Exception:
-                # Redis unreachable: the configuration we hold is the best we know.
+                # Redis unreachable: the configuration we hold is the best we know, until
+                # it is too old (then it is rebuilt from the database all the same).
                 logger.warning("config generation unreadable; keeping the snapshot", exc_info=True)
                 unchanged = True
             if unchanged:

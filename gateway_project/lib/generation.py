@@ -5,10 +5,14 @@ service) sets a new generation token, and each process compares it with the toke
 snapshot was built from at most once per GATEWAY_SNAPSHOT_CHECK_SECONDS. With Redis the
 token is a Redis key (shared by every replica); without it, a file in GATEWAY_STATE_DIR
 (shared by every process on the machine, which is all the embedded SQLite setup has).
+A token that could not be written is retried in the background until it is.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import logging
 import os
 import threading
 import time
@@ -18,6 +22,7 @@ from pathlib import Path
 from django.conf import settings
 
 REDIS_KEY = "gw:config:generation"
+logger = logging.getLogger(__name__)
 
 
 def _file() -> Path:
@@ -46,7 +51,21 @@ def bump() -> None:
     The generation is a fresh random token, not a counter: a counter restarted by a Redis
     flush could climb back to the very value a process holds, and that process would miss
     the change.
+
+    The change is already committed when this runs, so it must not be lost if Redis (or
+    the state directory) fails at that moment: the error is raised for the caller to log,
+    and a background thread keeps trying, with backoff, until a new token is written.
+    (Every snapshot is also rebuilt after GATEWAY_SNAPSHOT_MAX_AGE_SECONDS whatever the
+    token says, so even a process that exits with a bump still owed is caught up.)
     """
+    try:
+        _write_new_token()
+    except Exception:
+        _retry_in_background()
+        raise
+
+
+def _write_new_token() -> None:
     token = uuid.uuid4().hex
     if settings.REDIS_URL:
         _redis().set(REDIS_KEY, token)
@@ -56,6 +75,61 @@ def bump() -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_text(token)
     os.replace(tmp, path)
+
+
+_retry_lock = threading.Lock()
+_retry_owed = False  # a bump failed and no token has been written since
+_retrier: threading.Thread | None = None
+RETRY_FIRST_DELAY_SECONDS = 0.1
+RETRY_MAX_DELAY_SECONDS = 5.0
+
+
+def bump_owed() -> bool:
+    return _retry_owed
+
+
+def _retry_in_background() -> None:
+    global _retry_owed, _retrier
+    with _retry_lock:
+        _retry_owed = True
+        if _retrier is None:
+            _retrier = threading.Thread(
+                target=_retry_until_written, name="config-generation-retry", daemon=True
+            )
+            _retrier.start()
+
+
+def _retry_until_written() -> None:
+    global _retry_owed, _retrier
+    delay = RETRY_FIRST_DELAY_SECONDS
+    while True:
+        time.sleep(delay)
+        with _retry_lock:
+            # Cleared before the write: a bump failing during it owes another one.
+            _retry_owed = False
+        try:
+            _write_new_token()
+        except Exception:
+            with _retry_lock:
+                _retry_owed = True
+            delay = min(delay * 2, RETRY_MAX_DELAY_SECONDS)
+            logger.warning("config generation still not announced; retrying in %.1f s", delay)
+            continue
+        with _retry_lock:
+            if not _retry_owed:
+                _retrier = None  # under the lock: a failing bump now starts a new thread
+                logger.info("config generation announced after a failed attempt")
+                return
+        delay = RETRY_FIRST_DELAY_SECONDS
+
+
+@atexit.register
+def _last_attempt_at_exit() -> None:
+    """A management command that changed the configuration may exit with its bump still
+    owed: one last try (the snapshots' maximum age covers it if this fails too)."""
+    if _retry_owed:
+        with contextlib.suppress(Exception):
+            _write_new_token()
 
 
 def _read_file() -> str:

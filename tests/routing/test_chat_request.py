@@ -105,3 +105,26 @@ def test_usage_is_included_only_when_a_stream_asks_for_it():
         {"model": "m", "messages": USER, "stream": True, "stream_options": {"include_usage": True}}
     )
     assert chat.stream and chat.include_usage
+
+
+def test_it_refuses_120000_content_parts_by_default_with_a_400():
+    parts = [{"type": "text", "text": "w"}] * 120_000
+    error = rejects(
+        {"model": "m", "messages": [{"role": "user", "content": parts}]},
+        "At most 10000 content parts",
+    )
+    assert (error.code, error.param) == ("too_many_content_parts", "messages")
+
+
+def test_content_parts_are_counted_over_every_message(settings):
+    settings.GATEWAY_MAX_CONTENT_PARTS = 10
+    six = [{"type": "text", "text": "w"}] * 6
+    parse({"model": "m", "messages": [{"role": "user", "content": six[:5]}] * 2})
+    error = rejects({"model": "m", "messages": [{"role": "user", "content": six}] * 2}, "got 12")
+    assert error.code == "too_many_content_parts"
+
+
+def test_it_refuses_more_messages_than_the_default_limit_with_a_400():
+    error = rejects({"model": "m", "messages": USER * 2001}, "At most 2000 messages")
+    assert (error.code, error.param) == ("too_many_messages", "messages")
+    parse({"model": "m", "messages": USER * 2000})

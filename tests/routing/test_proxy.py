@@ -240,6 +240,19 @@ async def test_a_body_over_the_limit_is_413(world, settings):
     assert_envelope(response, 413, "invalid_request_error", "payload_too_large")
 
 
+async def test_it_refuses_120000_content_parts_by_default_with_a_400_envelope(world):
+    """3.7 MB of tiny parts: under the body limit, refused by the default parts limit, and
+    audited without the prompt it could not accept."""
+    parts = [{"type": "text", "text": "hello!"}] * 120_000
+    body = orjson.dumps({"model": "echo", "messages": [{"role": "user", "content": parts}]})
+    assert 3_500_000 < len(body) < 4 * 1024 * 1024
+    response = await post(world["acme_key"].plaintext, body)
+    error = assert_envelope(response, 400, "invalid_request_error", "too_many_content_parts")
+    assert error["param"] == "messages"
+    [row] = await audit_rows()
+    assert (row.outcome, row.status_code, row.prompt) == ("rejected", 400, [])
+
+
 async def test_models_lists_only_what_the_key_may_use(world):
     client = AsyncClient()
     acme = await client.get(

@@ -1,0 +1,157 @@
+"""A key revoked while Redis is away is refused by a real gateway process once Redis is back
+(the lost bump is retried), or after the snapshot's maximum age if it never comes back.
+
+Each test runs its own redis-server (free port) that it kills or stalls (SIGSTOP); the
+test process plays the admin: it revokes the key through the service, whose signal tries
+to announce the change on that Redis.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from gateway_project.lib import generation
+from tenants.services import api_key_revoke
+from tests import factories
+from tests.live import GatewayProcess, free_port, stop_quietly
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.live,
+    pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server"),
+]
+HELLO = [{"role": "user", "content": "hello"}]
+
+
+class PersistentRedis:
+    """A redis-server of this test's own that can be killed and started again on the same
+    port with the data it had saved (so the old generation token comes back with it)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.directory = directory
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> PersistentRedis:
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.directory),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis.from_url(self.url)
+        for _ in range(100):
+            try:
+                client.ping()
+                return self
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)  # a stopped process cannot die yet
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def own_redis(tmp_path, settings, monkeypatch):
+    server = PersistentRedis(tmp_path).start()
+    # This process announces its changes on the test's Redis, like the admin would.
+    settings.REDIS_URL = server.url
+    monkeypatch.setattr(generation, "_sync_client", None)
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def issued(transactional_db):
+    factories.make_route("echo", factories.make_model(factories.make_provider("local"), "echo"))
+    return factories.make_key(factories.make_tenant("acme"))
+
+
+def gateway_for(server: PersistentRedis, *, max_age: float) -> GatewayProcess:
+    return GatewayProcess(
+        extra_env={
+            "REDIS_URL": server.url,
+            "GATEWAY_SNAPSHOT_CHECK_SECONDS": "0.2",
+            "GATEWAY_SNAPSHOT_MAX_AGE_SECONDS": str(max_age),
+        }
+    ).start()
+
+
+def status(gateway: GatewayProcess, plaintext: str) -> int:
+    return httpx.post(
+        f"{gateway.base_url}/v1/chat/completions",
+        headers={"authorization": f"Bearer {plaintext}"},
+        json={"model": "echo", "messages": HELLO},
+        timeout=10,
+    ).status_code
+
+
+def seconds_until_refused(gateway: GatewayProcess, plaintext: str, *, within: float) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < within:
+        if status(gateway, plaintext) == 401:
+            return time.monotonic() - started
+        time.sleep(0.1)
+    raise AssertionError(f"the revoked key was still accepted {within} s later")
+
+
+def test_a_key_revoked_while_redis_is_down_is_refused_once_redis_is_back(
+    own_redis, issued, django_db_blocker
+):
+    # A maximum age far off: only the retried bump can tell the gateway.
+    gateway = gateway_for(own_redis, max_age=600)
+    try:
+        assert status(gateway, issued.plaintext) == 200
+        redis.Redis.from_url(own_redis.url).save()  # the generation the gateway holds
+        own_redis.kill()
+        api_key_revoke(api_key=issued.api_key)  # committed; the announcement fails
+        assert status(gateway, issued.plaintext) == 200  # nothing has told the gateway yet
+        time.sleep(1)
+        own_redis.start()  # back, with the old generation token from its saved data
+        assert redis.Redis.from_url(own_redis.url).get(generation.REDIS_KEY) is not None
+        waited = seconds_until_refused(gateway, issued.plaintext, within=15)
+        print(f"\nrefused {waited:.2f} s after Redis came back")
+    finally:
+        stop_quietly(gateway, django_db_blocker=django_db_blocker)
+
+
+def test_a_key_revoked_while_redis_stalls_is_refused_within_the_maximum_age(
+    own_redis, issued, django_db_blocker
+):
+    gateway = gateway_for(own_redis, max_age=3)
+    try:
+        assert status(gateway, issued.plaintext) == 200
+        own_redis.process.send_signal(signal.SIGSTOP)  # stalled, and it stays so
+        revoked_at = time.monotonic()
+        api_key_revoke(api_key=issued.api_key)  # the announcement times out
+        waited = seconds_until_refused(gateway, issued.plaintext, within=15)
+        since_revocation = time.monotonic() - revoked_at
+        print(f"\nrefused {since_revocation:.2f} s after the revocation, Redis still stalled")
+        assert waited < 3 + 3  # the maximum age, plus the generation reads timing out
+    finally:
+        own_redis.process.send_signal(signal.SIGCONT)
+        stop_quietly(gateway, django_db_blocker=django_db_blocker)
