@@ -100,9 +100,7 @@ def hostile_bodies() -> itertools.cycle:
             {"model": "chat", "messages": [{"role": "user", "content": "x" * 200_000}] * 30},
             {
                 "model": "chat",
-                "messages": [
-                    {"role": "user", "content": [{"type": "text", "text": "p"}] * 20_000}
-                ],
+                "messages": [{"role": "user", "content": [{"type": "text", "text": "p"}] * 20_000}],
             },
         ]
     )
@@ -115,9 +113,12 @@ class Tally:
     answered: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     statuses: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
     transport_errors: int = 0
+    server_errors: list[str] = field(default_factory=list)
 
     def add(self, tenant: str, response: httpx.Response) -> None:
         self.statuses[tenant][response.status_code] += 1
+        if response.status_code == 500:
+            self.server_errors.append(response.text[:500])
         request_id = response.headers.get("x-request-id")
         assert request_id, f"an answer without a request id: {response.status_code}"
         self.answered[tenant].append(request_id)
@@ -290,16 +291,20 @@ def test_soak_loses_no_row_and_keeps_counters_equal_to_the_ledger(world):
         second.stop()
 
     print("answered per tenant and status:", {t: dict(c) for t, c in tally.statuses.items()})
+    assert not tally.server_errors, tally.server_errors
     for tenant in ("alpha", "beta", "gamma"):
         stored = list(
             AuditEvent.objects.filter(tenant__slug=tenant).values_list("request_id", flat=True)
         )
         duplicates = [rid for rid, n in Counter(stored).items() if n > 1]
         assert not duplicates, f"{tenant}: {len(duplicates)} request ids written twice"
-        assert set(stored) == set(tally.answered[tenant]), (
-            f"{tenant}: {len(tally.answered[tenant])} answered, {len(stored)} rows; missing "
-            f"{len(set(tally.answered[tenant]) - set(stored))}"
-        )
+        missing = set(tally.answered[tenant]) - set(stored)
+        assert not missing, f"{tenant}: {len(tally.answered[tenant])} answered, {len(missing)} lost"
+        # Rows nobody saw answered: a body over the limit is refused (413) before it is
+        # read, and the connection closed, so the client may fail while still sending it.
+        unseen = AuditEvent.objects.filter(request_id__in=set(stored) - set(tally.answered[tenant]))
+        assert set(unseen.values_list("status_code", flat=True)) <= {413}, tenant
+        assert unseen.count() <= tally.transport_errors
     assert tally.statuses["alpha"][200] > 100 and tally.statuses["beta"][200] > 100
 
     client = redis.Redis.from_url(own_redis.url)
