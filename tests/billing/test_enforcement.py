@@ -264,7 +264,28 @@ def test_an_rpm_refusal_says_when_to_retry():
         "x-ratelimit-remaining-requests": "0",
         "x-ratelimit-reset-requests": "1500ms",
     }
-    assert "key:7" in error.message
+    assert error.message == "Rate limit reached: the API key's limit of 60 requests per minute."
+
+
+@pytest.mark.parametrize(
+    ("name", "detail", "retry_ms", "words"),
+    [
+        ("key:7", "requests", 1500, "the API key's limit of 5 requests per minute"),
+        ("tenant:3", "tokens", 1500, "the tenant's limit of 5 tokens per minute"),
+        ("tenant-model:12", "requests", 10, "the tenant's per-model limit of 5 requests"),
+        ("route:9", "tokens", None, "the route's limit of 5 tokens per minute"),
+        ("global:1", "requests", 10, "the gateway-wide limit of 5 requests per minute"),
+    ],
+)
+def test_a_rate_limit_refusal_says_which_kind_of_limit_in_words_and_no_internal_id(
+    name, detail, retry_ms, words
+):
+    error = _refusal_error(Refusal("rate_limit", detail, LimitSpec(name, 5, 5), retry_ms))
+
+    assert words in error.message
+    # The only number in the message is the limit's own (5): no database id of any kind.
+    assert not any(ch.isdigit() for ch in error.message.replace("5", ""))
+    assert not any(name in value or ":" in value for value in error.headers.values())
 
 
 @pytest.mark.parametrize("retry_ms", [1, 999, 1000, 1001, 60_000])
@@ -360,6 +381,7 @@ def admit_kwargs(*, limits: list, budgets: list) -> dict:
         "reserve_output_tokens": 10,
         "max_input_price": Decimal(1),
         "max_output_price": Decimal(1),
+        "deadline_seconds": 60.0,
     }
 
 
