@@ -18,14 +18,14 @@ from django.utils import timezone
 from audit.models import AuditEvent
 from audit.writer import audit_writer
 from billing import services
-from billing.governance import LimitSpec, governor, units_to_cost
+from billing.governance import LimitSpec, cost_to_units, governor, units_to_cost
 from billing.models import Budget, BudgetAlert
 from billing.periods import period_for
 from billing.services import RateLimitSpec, Subject, budget_create, rate_limit_create
 from providers.tokens import count_prompt_tokens
 from tests import factories
 from tests.conftest import assert_envelope, count_queries_everywhere
-from tests.fakes.upstreams import PROMPT_TOKENS
+from tests.fakes.upstreams import COMPLETION_TOKENS, PROMPT_TOKENS
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -683,3 +683,33 @@ async def test_a_dead_requests_reservation_stops_counting_after_its_deadline_and
 
     assert await sweep_at(expiry - 500) == reserved
     assert await sweep_at(expiry + 500) == 0
+
+
+# --- upstreams that bill more prompt tokens than we count --------------------------------------
+
+
+async def test_a_prompt_billed_above_our_count_is_reserved_as_billed_once_seen_and_overruns_counted(
+    world, gpt, fake_openai, settings, caplog
+):
+    settings.GATEWAY_PROMPT_ESTIMATE_MARGIN = 1.0  # trust our count until the upstream reports
+    ours = count_prompt_tokens(USER, "openai")
+    assert ours < PROMPT_TOKENS  # the fake bills 11 prompt tokens for what we count as 9
+    budget = await sync_to_async(add_budget)(world, "tenant", max_tokens=10**6)
+    key = world["acme_key"].plaintext
+    # The fake writes exactly COMPLETION_TOKENS: a cap of that leaves no slack to hide in.
+    ask = {"model": "gpt", "messages": USER, "max_tokens": COMPLETION_TOKENS}
+
+    first = await post(key, ask)
+    after_first = await budget_counter(budget)
+    second = await post(key, ask)
+    after_second = await budget_counter(budget)
+
+    assert (first.status_code, second.status_code) == (200, 200)
+    # The first reservation held our count: the upstream billed 2 more, an overrun that
+    # the budget's counters keep and the log says.
+    assert (after_first["ov"], after_first["ovt"]) == (1, PROMPT_TOKENS - ours)
+    assert after_first["ovc"] == cost_to_units(Decimal(PROMPT_TOKENS - ours) / 10**6)
+    assert "past its reservation" in caplog.text
+    # The second was reserved as the upstream bills (11 prompt tokens): no overrun.
+    assert after_second["ov"] == 1
+    assert after_second["st"] == 2 * (PROMPT_TOKENS + COMPLETION_TOKENS)
