@@ -92,7 +92,12 @@ class BudgetSpec:
     thresholds: tuple[int, ...] = (50, 80, 100)
 
     def redis_key(self, period: Period) -> str:
-        return f"gw:bud:{self.id}:{period.key}"
+        return budget_counter_key(self.id, period)
+
+
+def budget_counter_key(budget_id: int, period: Period) -> str:
+    """The Redis hash of one budget's live counters in one period."""
+    return f"gw:bud:{budget_id}:{period.key}"
 
 
 @dataclass
