@@ -713,3 +713,48 @@ async def test_a_prompt_billed_above_our_count_is_reserved_as_billed_once_seen_a
     # The second was reserved as the upstream bills (11 prompt tokens): no overrun.
     assert after_second["ov"] == 1
     assert after_second["st"] == 2 * (PROMPT_TOKENS + COMPLETION_TOKENS)
+
+
+async def test_a_long_stream_keeps_its_reservation_past_its_first_hold(world, settings):
+    # Held at admission for the first byte (0.3 s) + one idle interval (0.3 s) + the margin
+    # (0.4 s); the stream then runs well past that, one chunk every 0.2 s.
+    settings.GATEWAY_RESERVATION_MARGIN_SECONDS = 0.4
+    await sync_to_async(set_timeouts)(
+        world["stub"], timeout_s=0.3, max_retries=0, stub_delay_ms=150
+    )
+    budget = await sync_to_async(add_budget)(world, "tenant", max_tokens=10**6)
+    words = [{"role": "user", "content": "one two three four five six seven eight nine ten"}]
+    renewals: list[bool] = []
+    original = governor.renew
+
+    async def renew(*args: object, **kwargs: object) -> bool:
+        renewals.append(await original(*args, **kwargs))  # type: ignore[arg-type]
+        return renewals[-1]
+
+    governor.renew = renew  # type: ignore[method-assign]
+    try:
+        response = await post(
+            world["acme_key"].plaintext, chat(messages=words, stream=True, max_tokens=200)
+        )
+        held_late = first_chunk_at = None
+        async for _part in response.streaming_content:
+            now = asyncio.get_running_loop().time()
+            first_chunk_at = first_chunk_at or now  # (admitted before it)
+            if held_late is None and now - first_chunk_at > 1.2:
+                # Past the first hold: a sweep by anyone else must leave it alone.
+                await governor.admit(
+                    request_id="req_sweeper",
+                    limits=[LimitSpec("global:999", 10**6, None)],
+                    budgets=[],
+                    estimated_tokens=0,
+                    reserve_tokens=0,
+                    reserve_cost=Decimal(0),
+                    hold_seconds=1,
+                )
+                held_late = (await budget_counter(budget))["rt"]
+    finally:
+        del governor.renew
+
+    assert held_late, "the stream ended before its first hold did, or lost its reservation"
+    assert renewals and all(renewals)
+    assert (await budget_counter(budget))["rt"] == 0  # settled at the end
