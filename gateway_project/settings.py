@@ -197,8 +197,8 @@ GATEWAY_BUDGET_TIMEZONE = envstr("GATEWAY_BUDGET_TIMEZONE", "UTC")
 GATEWAY_RESERVATION_MARGIN_SECONDS = envfloat("GATEWAY_RESERVATION_MARGIN_SECONDS", 30.0)
 # Budget reservations hold the prompt at this multiple of our own token count for a target
 # that has not reported its usage to this process yet; after that, at the largest ratio of
-# billed to counted prompt tokens it reported lately (never below 1). Upstreams whose
-# tokenizer is not ours (Anthropic, Llama, Mistral...) bill 10-50% more than we count.
+# billed to counted prompt tokens it reported lately (never below 1): upstreams whose
+# tokenizer is not ours often bill more prompt tokens than we count.
 GATEWAY_PROMPT_ESTIMATE_MARGIN = envfloat("GATEWAY_PROMPT_ESTIMATE_MARGIN", 1.25)
 # A request without max_tokens that would not fit a hard budget at its worst case is sent
 # upstream with the output cap that still fits, when that is at least this many tokens;
