@@ -58,6 +58,7 @@ def run(client: redis.Redis, step_ms: int, requests: int) -> tuple[float, float]
         return (
             admit, 4, f"{PREFIX}resv:{i}", RESERVATIONS, LIMIT, BUDGET,
             now_ms, f"r{i}", now_ms + 10**12, 1, 1, 30,  # never expires here
+            -1, 0, 0, 0,  # the output cap is the client's (never lowered)
             10**8, 10**11,  # rpm, tpm: never refuse
             -1, 10**20, 1, 1000, 100_000,  # budget: no token cap, a cost cap, hard, need
         )  # fmt: skip
@@ -66,7 +67,7 @@ def run(client: redis.Redis, step_ms: int, requests: int) -> tuple[float, float]
         second = (start_ms + i * step_ms) // 1000
         return (
             settle, 4, f"{PREFIX}resv:{i}", RESERVATIONS, BUDGET, LIMIT,
-            f"r{i}", 1, 1, 25, 25_000, second, -5,
+            f"r{i}", 1, 1, 25, 25_000, second, -5, 0, 0,
         )  # fmt: skip
 
     half = requests // 2

@@ -24,7 +24,7 @@ from django.db.models import Field, Model
 from django.http import HttpRequest
 
 from billing.models import Budget, BudgetAlert, RateLimit
-from billing.selectors import BudgetStatus, budget_status
+from billing.selectors import BudgetOverruns, BudgetStatus, budget_overruns, budget_status
 from billing.services import budget_thresholds_validate
 
 _SCOPE_FIELDSET = (
@@ -121,12 +121,12 @@ class BudgetAdmin(ScopedLimitAdmin):
     form = BudgetForm
     list_display = (
         "applies_to", "period", "max_tokens", "max_cost_usd", "spent", "remaining", "used",
-        "period_ends", "alerts_at", "hard", "enabled",
+        "overruns", "period_ends", "alerts_at", "hard", "enabled",
     )  # fmt: skip
     list_filter = ("scope", "period", "hard", "enabled")
     # Each row costs one ledger query (see the module docstring); keep pages modest.
     list_per_page = 50
-    readonly_fields = ("current_period", "spent", "remaining", "used")
+    readonly_fields = ("current_period", "spent", "remaining", "used", "overruns")
     fieldsets = (
         _SCOPE_FIELDSET,
         ("Limit", {"fields": ("period", "max_tokens", "max_cost_usd", "hard", "enabled")}),
@@ -135,8 +135,10 @@ class BudgetAdmin(ScopedLimitAdmin):
     status_fieldset = (
         "Current period",
         {
-            "fields": ("current_period", "spent", "remaining", "used"),
-            "description": "From the audit ledger: requests still in flight are not counted.",
+            "fields": ("current_period", "spent", "remaining", "used", "overruns"),
+            "description": "From the audit ledger: requests still in flight are not counted. "
+            "Overruns are requests that spent more than their reservation (from the live "
+            "counters).",
         },
     )
 
@@ -174,6 +176,23 @@ class BudgetAdmin(ScopedLimitAdmin):
     def used(self, obj: Budget) -> str:
         percent = self.status(obj).percent_used
         return "—" if percent is None else f"{percent}%"
+
+    @admin.display(description="past reservation")
+    def overruns(self, obj: Budget) -> str:
+        cached: BudgetOverruns | bool | None = getattr(obj, "_budget_overruns", False)
+        if cached is False:
+            cached = budget_overruns(budget=obj)
+            obj._budget_overruns = cached  # type: ignore[attr-defined]
+        if cached is None:
+            return "unknown (Redis unreachable)"
+        assert isinstance(cached, BudgetOverruns)
+        if not cached.requests:
+            return "none"
+        plural = "s" if cached.requests != 1 else ""
+        return (
+            f"{cached.requests:,} request{plural}: {cached.tokens:,} tokens · "
+            f"{_money(cached.cost)} more than reserved"
+        )
 
     @admin.display(description="period ends")
     def period_ends(self, obj: Budget) -> str:

@@ -21,6 +21,7 @@ from billing.governance import (
     BudgetSpec,
     GovernanceUnavailable,
     LimitSpec,
+    OutputReserve,
     Refusal,
     governor,
 )
@@ -35,11 +36,26 @@ MILLION = Decimal(1_000_000)
 class Guard:
     """What governance holds for one request until it is settled."""
 
-    prompt_tokens: int
-    output_cap: int | None  # the most output this request may produce (None: unbounded)
+    prompt_tokens: int  # our tokenizer's count (policies, TPM, calibration)
+    output_cap: int | None  # the most output this request may produce, all its choices
+    # together (None: unbounded)
     injected_cap: int | None = None  # sent upstream when the client set no cap itself
     admission: Admission | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    counted_with: str = ""  # the provider kind whose tokenizer counted prompt_tokens
+    choices: int = 1  # `n`: every choice may produce up to the cap
+
+    def apply_admitted_output(self) -> None:
+        """Send upstream the output cap admission granted, when it lowered ours to what
+        the budget still affords (only ever a cap the gateway chose, never the client's)."""
+        admission = self.admission
+        if admission is None or admission.output_tokens is None or self.injected_cap is None:
+            return
+        per_choice = admission.output_tokens // self.choices
+        if per_choice < self.injected_cap:
+            self.injected_cap = per_choice
+            self.output_cap = per_choice * self.choices
+            admission.headers["x-gateway-max-tokens"] = str(per_choice)
 
     @property
     def holds_hard_budget(self) -> bool:
@@ -136,22 +152,43 @@ async def admit(
     reserve_output_tokens: int,
     max_input_price: Decimal,
     max_output_price: Decimal,
+    deadline_seconds: float,
+    reserve_prompt_tokens: int | None = None,
+    output_is_ours: bool = False,
+    choices: int = 1,
 ) -> Admission | None:
     """Count the request everywhere or raise the contract's 429 (or 503 when Redis is away
-    and the failure policy says closed)."""
+    and the failure policy says closed).
+
+    `deadline_seconds` is the longest the request can run before it settles: its
+    reservation outlives it by GATEWAY_RESERVATION_MARGIN_SECONDS, not more, should its
+    process die. `reserve_prompt_tokens` is the prompt as budgets must hold it (our count
+    calibrated to what the upstream bills; default `prompt_tokens`). With
+    `output_is_ours` (the client set no cap), a worst case that does not fit a hard
+    budget is lowered to the output that does, down to GATEWAY_BUDGET_MIN_OUTPUT_TOKENS
+    for each of the request's `choices`.
+    """
     if not settings.GATEWAY_GOVERNANCE_ENABLED or (not limits and not budgets):
         return None
-    reserve_cost = (
-        Decimal(prompt_tokens) * max_input_price + Decimal(reserve_output_tokens) * max_output_price
-    ) / MILLION
+    reserve_prompt = prompt_tokens if reserve_prompt_tokens is None else reserve_prompt_tokens
+    prompt_cost = Decimal(reserve_prompt) * max_input_price / MILLION
+    reserve_cost = prompt_cost + Decimal(reserve_output_tokens) * max_output_price / MILLION
+    output = OutputReserve(
+        tokens=reserve_output_tokens,
+        price_per_million=max_output_price,
+        prompt_cost=prompt_cost,
+        min_tokens=settings.GATEWAY_BUDGET_MIN_OUTPUT_TOKENS * choices if output_is_ours else None,
+    )
     try:
         result = await governor.admit(
             request_id=request_id,
             limits=limits,
             budgets=budgets,
             estimated_tokens=prompt_tokens + tpm_output_tokens,
-            reserve_tokens=prompt_tokens + reserve_output_tokens,
+            reserve_tokens=reserve_prompt + reserve_output_tokens,
             reserve_cost=reserve_cost,
+            hold_seconds=deadline_seconds + settings.GATEWAY_RESERVATION_MARGIN_SECONDS,
+            output=output,
         )
     except GovernanceUnavailable as exc:
         closed = (budgets and settings.GATEWAY_BUDGET_FAILURE_MODE == "closed") or (
@@ -172,17 +209,53 @@ async def admit(
             request_id=request_id, limits=[], budgets=[], estimated_tokens=0, degraded=True
         )
     if isinstance(result, Refusal):
-        raise _refusal_error(result)
+        raise _refusal_error(
+            result,
+            output_tokens=reserve_output_tokens,
+            output_is_ours=output_is_ours,
+        )
     return result
 
 
-def _refusal_error(refusal: Refusal) -> GatewayError:
+def _budget_refusal_message(
+    refusal: Refusal, budget: BudgetSpec, *, output_tokens: int, output_is_ours: bool
+) -> str:
+    """Why a hard budget refused: nothing left, or only this request's worst case too big
+    (and then what to do about it)."""
+    which = f"the {budget.period} {refusal.detail} budget of this {budget.scope}"
+    if refusal.exhausted:
+        return f"{which[0].upper()}{which[1:]} is exhausted."
+    fits = refusal.fitting_output_tokens
+    # A route's budget may be shared by tenants: how much of it is left is not theirs to see.
+    hint = f" At most {fits} output tokens fit now." if fits > 0 and budget.scope != "route" else ""
+    if fits <= 0:
+        return (
+            f"This request's prompt alone costs more than what remains of {which}; "
+            "shorten it or wait for the budget's next period."
+        )
+    if output_is_ours:
+        minimum = settings.GATEWAY_BUDGET_MIN_OUTPUT_TOKENS
+        return (
+            f"What remains of {which} affords fewer than {minimum} output tokens beside "
+            f"this request's prompt, the least the gateway lowers max_tokens to.{hint}"
+        )
+    return (
+        f"This request's worst case (its prompt plus max_tokens={output_tokens}) costs more "
+        f"than what remains of {which}; set a lower max_tokens.{hint}"
+    )
+
+
+def _refusal_error(
+    refusal: Refusal, *, output_tokens: int = 0, output_is_ours: bool = False
+) -> GatewayError:
     if refusal.kind == "budget":
         budget = refusal.limit
         assert isinstance(budget, BudgetSpec)
         return GatewayError(
             429,
-            f"The {budget.period} {refusal.detail} budget of this {budget.scope} is exhausted.",
+            _budget_refusal_message(
+                refusal, budget, output_tokens=output_tokens, output_is_ours=output_is_ours
+            ),
             type="insufficient_quota",
             code="insufficient_quota",
             headers={"x-should-retry": "false"},
@@ -196,12 +269,14 @@ def _refusal_error(refusal: Refusal) -> GatewayError:
     }
     if refusal.retry_after_ms is None:
         message = (
-            f"This request needs more tokens than the limit of {per_minute} tokens per minute "
-            f"({limit.name}) allows."
+            f"This request needs more tokens than {limit.owner} limit of {per_minute} tokens "
+            "per minute allows."
         )
         headers["x-should-retry"] = "false"
     else:
-        message = f"Rate limit reached ({limit.name}): {per_minute} {refusal.detail} per minute."
+        message = (
+            f"Rate limit reached: {limit.owner} limit of {per_minute} {refusal.detail} per minute."
+        )
         headers["retry-after"] = str(max(1, math.ceil(refusal.retry_after_ms / 1000)))
         headers["retry-after-ms"] = str(refusal.retry_after_ms)
         headers[f"x-ratelimit-reset-{refusal.detail}"] = f"{refusal.retry_after_ms}ms"

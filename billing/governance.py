@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-
-from django.conf import settings
 
 from billing.periods import Period, period_for
 from gateway_project.lib.db import off_loop
@@ -37,7 +36,15 @@ RESERVATIONS_ZSET = "gw:resv:expiry"
 _LUA = Path(__file__).resolve().parent / "lua"
 _SCRIPTS = {
     name: register_script(f"billing.{name}", _LUA / f"{name}.lua")
-    for name in ("admit", "settle", "init_budget")
+    for name in ("admit", "settle", "init_budget", "renew")
+}
+# Who a rate limit belongs to, in words: refusals name the kind of limit, never its id.
+_LIMIT_OWNERS = {
+    "key": "the API key's",
+    "tenant": "the tenant's",
+    "tenant-model": "the tenant's per-model",
+    "route": "the route's",
+    "global": "the gateway-wide",
 }
 
 
@@ -47,6 +54,12 @@ def cost_to_units(cost: Decimal) -> int:
 
 def units_to_cost(units: int) -> Decimal:
     return Decimal(units) / COST_UNITS
+
+
+def price_to_token_units(price_per_million: Decimal) -> int:
+    """A per-million price as an integer per token in 1e-12 USD (exact for the six decimal
+    places prices are stored with), which the admission script can multiply exactly."""
+    return int((price_per_million * 1_000_000).to_integral_value(rounding="ROUND_CEILING"))
 
 
 @dataclass(frozen=True)
@@ -61,6 +74,11 @@ class LimitSpec:
     def redis_key(self) -> str:
         return f"gw:rl:{self.name}"
 
+    @property
+    def owner(self) -> str:
+        """Whose limit this is, in words for a client ("the API key's")."""
+        return _LIMIT_OWNERS.get(self.name.split(":", 1)[0], "a")
+
 
 @dataclass(frozen=True)
 class BudgetSpec:
@@ -74,7 +92,12 @@ class BudgetSpec:
     thresholds: tuple[int, ...] = (50, 80, 100)
 
     def redis_key(self, period: Period) -> str:
-        return f"gw:bud:{self.id}:{period.key}"
+        return budget_counter_key(self.id, period)
+
+
+def budget_counter_key(budget_id: int, period: Period) -> str:
+    """The Redis hash of one budget's live counters in one period."""
+    return f"gw:bud:{budget_id}:{period.key}"
 
 
 @dataclass
@@ -83,6 +106,21 @@ class Refusal:
     detail: str  # "requests" | "tokens" | "cost"
     limit: LimitSpec | BudgetSpec
     retry_after_ms: int | None = None
+    # Budgets: whether nothing at all is left (else only this request's worst case does
+    # not fit), and how many output tokens would still fit beside its prompt.
+    exhausted: bool = True
+    fitting_output_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class OutputReserve:
+    """The output part of a reservation, so that admission can lower it to what the hard
+    budgets still afford (when the gateway, not the client, chose the cap)."""
+
+    tokens: int  # included in the reservation's tokens
+    price_per_million: Decimal
+    prompt_cost: Decimal  # the rest of the reservation's cost
+    min_tokens: int | None = None  # None: the client set the cap; never lower it
 
 
 @dataclass
@@ -93,6 +131,8 @@ class Admission:
     estimated_tokens: int
     reserved_tokens: int = 0
     reserved_cost: Decimal = Decimal(0)
+    output_tokens: int | None = None  # the output reserved, when admission was told it
+    expires_at_ms: int = 0  # when an unsettled reservation stops counting (a dead process)
     second: int = 0
     headers: dict[str, str] = field(default_factory=dict)
     settled: bool = False
@@ -126,10 +166,19 @@ class Governor:
         estimated_tokens: int,
         reserve_tokens: int,
         reserve_cost: Decimal,
+        hold_seconds: float,
+        output: OutputReserve | None = None,
         now: datetime | None = None,
     ) -> Admission | Refusal:
         """Count the request against every limit and reserve its worst case on every budget,
-        or refuse it without counting anything."""
+        or refuse it without counting anything.
+
+        The reservation is released by the next admission anywhere once `hold_seconds`
+        have passed without a settlement (the request's process died): the caller passes
+        the longest the request can run, plus a margin. With `output`, a worst case that
+        does not fit a hard budget is lowered to the output that does (at least
+        `output.min_tokens`); `Admission.output_tokens` says what was reserved.
+        """
         now = now or datetime.now(UTC)  # (django's timezone.now() costs a settings lookup)
         periods = [(budget, period_for(budget.period, now)) for budget in budgets]
         admission = Admission(
@@ -143,16 +192,22 @@ class Governor:
         if not limits and not budgets:
             return admission
         now_ms = int(now.timestamp() * 1000)
+        admission.expires_at_ms = now_ms + math.ceil(hold_seconds * 1000)
         keys = [f"gw:resv:{request_id}", RESERVATIONS_ZSET]
         keys += [limit.redis_key for limit in limits]
         keys += [budget.redis_key(period) for budget, period in periods]
+        out_tokens = output.tokens if output is not None else 0
         args: list = [
             now_ms,
             request_id,
-            now_ms + int(settings.GATEWAY_RESERVATION_TTL_SECONDS * 1000),
+            admission.expires_at_ms,
             len(limits),
             len(periods),
             estimated_tokens,
+            _or_none(output.min_tokens if output is not None else None),
+            out_tokens,
+            price_to_token_units(output.price_per_million) if output is not None else 0,
+            cost_to_units(output.prompt_cost) if output is not None else 0,
         ]
         for limit in limits:
             args += [_or_none(limit.rpm), _or_none(limit.tpm)]
@@ -177,9 +232,20 @@ class Governor:
                 return Refusal("rate_limit", _text(result[2]), limit, None if retry < 0 else retry)
             if status == "budget":
                 budget, _period = periods[int(result[1]) - 1]
-                return Refusal("budget", _text(result[2]), budget)
+                return Refusal(
+                    "budget",
+                    _text(result[2]),
+                    budget,
+                    exhausted=int(result[3]) == 1,
+                    fitting_output_tokens=int(result[4]),
+                )
             admission.second = int(result[1])
-            admission.headers = _rate_headers(limits, result[2:])
+            if periods:
+                admission.reserved_tokens = int(result[3])
+                admission.reserved_cost = units_to_cost(int(result[4]))
+            if output is not None:
+                admission.output_tokens = int(result[2]) if periods else out_tokens
+            admission.headers = _rate_headers(limits, result[5:])
             return admission
         raise GovernanceUnavailable("budget counters could not be rebuilt")
 
@@ -226,6 +292,20 @@ class Governor:
         keys += [budget.redis_key(period) for budget, period in admission.budgets]
         keys += [limit.redis_key for limit in admission.limits]
         correction = tokens - admission.estimated_tokens
+        over_tokens = max(tokens - admission.reserved_tokens, 0) if admission.budgets else 0
+        over_cost = max(cost - admission.reserved_cost, Decimal(0)) if admission.budgets else 0
+        if over_tokens or over_cost:
+            # The reservation did not cover what the upstream billed: counted on each
+            # budget (the admin shows it), and said here for whoever reads the logs.
+            logger.warning(
+                "request %s spent %s tokens / $%s, past its reservation of %s / $%s (budgets %s)",
+                admission.request_id,
+                tokens,
+                cost,
+                admission.reserved_tokens,
+                admission.reserved_cost,
+                ", ".join(str(budget.id) for budget, _period in admission.budgets),
+            )
         result = await self._run(
             "settle",
             keys,
@@ -237,6 +317,8 @@ class Governor:
                 cost_to_units(cost),
                 admission.second,
                 correction,
+                over_tokens,
+                cost_to_units(Decimal(over_cost)),
             ],
         )
         spent = []
@@ -245,6 +327,16 @@ class Governor:
             if tokens_after >= 0:
                 spent.append((budget, tokens_after, units_to_cost(cost_after)))
         return spent
+
+    async def renew(self, admission: Admission, *, hold_seconds: float) -> bool:
+        """Keep a running request's reservation for `hold_seconds` more (a long stream);
+        False when it is no longer held (settled, or swept after its process died)."""
+        if admission.settled or admission.degraded or not admission.budgets:
+            return False
+        expires_at_ms = int(time.time() * 1000) + math.ceil(hold_seconds * 1000)
+        held = await self._run("renew", [RESERVATIONS_ZSET], [admission.request_id, expires_at_ms])
+        admission.expires_at_ms = max(admission.expires_at_ms, expires_at_ms)
+        return bool(held)
 
     async def reset_for_tests(self) -> None:
         client = self._client()

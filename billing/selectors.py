@@ -6,11 +6,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_DOWN, Decimal
 
+from asgiref.sync import async_to_sync
 from django.db.models import QuerySet, Sum
 from django.utils import timezone
 
+from billing.governance import budget_counter_key, units_to_cost
 from billing.models import Budget, RateLimit
 from billing.periods import period_for
+from gateway_project.lib.redis_client import async_client, is_unavailable
 
 
 def budget_list() -> QuerySet[Budget]:
@@ -98,4 +101,38 @@ def budget_status(*, budget: Budget, now: datetime | None = None) -> BudgetStatu
         remaining_tokens=remaining_tokens,
         remaining_cost=remaining_cost,
         percent_used=max(shares) if shares else None,
+    )
+
+
+@dataclass(frozen=True)
+class BudgetOverruns:
+    """Requests of the current period that spent more than their reservation held, and
+    by how much in all. Each one let the budget's spend run ahead of what admission
+    allowed for (an upstream billing more than it was reserved for, say); a hard budget
+    can end that much over its limit."""
+
+    requests: int
+    tokens: int
+    cost: Decimal
+
+
+async def _overrun_fields(key: str) -> list:
+    return await async_client().hmget(key, "ov", "ovt", "ovc")
+
+
+def budget_overruns(*, budget: Budget, now: datetime | None = None) -> BudgetOverruns | None:
+    """The overruns the proxy's settlements counted on the budget's live counter in the
+    period containing `now`; None when Redis cannot be reached. They go when the counter
+    does (Redis flushed, a new period); each one was also logged by the worker."""
+    period = period_for(budget.period, now or timezone.now())
+    try:
+        requests, tokens, cost = async_to_sync(_overrun_fields)(
+            budget_counter_key(budget.id, period)
+        )
+    except Exception as exc:
+        if is_unavailable(exc):
+            return None
+        raise
+    return BudgetOverruns(
+        requests=int(requests or 0), tokens=int(tokens or 0), cost=units_to_cost(int(cost or 0))
     )

@@ -272,8 +272,20 @@ ANTHROPIC_DEFAULT_MAX_TOKENS = envint("ANTHROPIC_DEFAULT_MAX_TOKENS", 4096)
 # --- Governance (rate limits, budgets, policies) ---------------------------------------------
 # Calendar boundaries of daily/weekly/monthly budgets.
 GATEWAY_BUDGET_TIMEZONE = envstr("GATEWAY_BUDGET_TIMEZONE", "UTC")
-# A reservation whose request never settled (a killed process) is released after this.
-GATEWAY_RESERVATION_TTL_SECONDS = envfloat("GATEWAY_RESERVATION_TTL_SECONDS", 900.0)
+# A reservation whose request never settled (a killed process) is released this long after
+# the longest the proxy could have waited for that request (its targets' timeouts, retries
+# and the client's timeout hint): the margin covers the settlement's own round trip, a
+# slow client still reading the answer and clocks that disagree a little between hosts.
+GATEWAY_RESERVATION_MARGIN_SECONDS = envfloat("GATEWAY_RESERVATION_MARGIN_SECONDS", 30.0)
+# Budget reservations hold the prompt at this multiple of our own token count for a target
+# that has not reported its usage to this process yet; after that, at the largest ratio of
+# billed to counted prompt tokens it reported lately (never below 1): upstreams whose
+# tokenizer is not ours often bill more prompt tokens than we count.
+GATEWAY_PROMPT_ESTIMATE_MARGIN = envfloat("GATEWAY_PROMPT_ESTIMATE_MARGIN", 1.25)
+# A request without max_tokens that would not fit a hard budget at its worst case is sent
+# upstream with the output cap that still fits, when that is at least this many tokens;
+# below it the request is refused with the reason.
+GATEWAY_BUDGET_MIN_OUTPUT_TOKENS = envint("GATEWAY_BUDGET_MIN_OUTPUT_TOKENS", 64)
 GATEWAY_REDIS_TIMEOUT_SECONDS = envfloat("GATEWAY_REDIS_TIMEOUT_SECONDS", 0.5)
 # When Redis is unreachable: "open" serves without the check, "closed" answers 503.
 GATEWAY_RATE_LIMIT_FAILURE_MODE = envstr("GATEWAY_RATE_LIMIT_FAILURE_MODE", "open")

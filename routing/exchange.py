@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -15,15 +16,18 @@ from django.http import HttpRequest
 from audit.redaction import UNKNOWN_RULES
 from audit.writer import audit_writer
 from billing.enforcement import Guard, settle
+from billing.governance import GovernanceUnavailable, governor
 from gateway_project.lib import after_response
 from gateway_project.lib.errors import GatewayError
 from providers.base import Target, UpstreamError
-from providers.tokens import estimate_prompt_tokens, estimate_tokens
+from providers.tokens import estimate_prompt_tokens, estimate_tokens, prompt_calibration
 from routing.chat_request import ChatRequest
 from routing.snapshot import RouteEntry, Snapshot
 from tenants.auth import Caller, presented_key, presented_prefix
 
 COST_PLACES = Decimal("0.0000000001")
+logger = logging.getLogger(__name__)
+_renewals: set[asyncio.Future] = set()  # reservation renewals in flight (kept from the GC)
 
 
 @dataclass
@@ -187,8 +191,64 @@ def settle_detached(exchange: Exchange) -> asyncio.Future:
 async def settle_exchange(exchange: Exchange) -> None:
     guard = exchange.guard
     if guard is not None and guard.admission is not None:
+        _calibrate(exchange, guard)
         await settle(
             guard.admission,
             tokens=exchange.prompt_tokens + exchange.completion_tokens,
             cost=exchange.cost,
         )
+
+
+def _calibrate(exchange: Exchange, guard: Guard) -> None:
+    """Teach the prompt estimate what this target really billed (its own report only: an
+    estimate of ours, or a cached answer, says nothing about the upstream)."""
+    target = exchange.target
+    if target is None or exchange.metadata.get("usage_estimated"):
+        return
+    if exchange.metadata.get("cache", "miss") != "miss":
+        return
+    prompt_calibration.observe(
+        target.key,
+        counted_with=guard.counted_with,
+        counted=guard.prompt_tokens,
+        billed=exchange.prompt_tokens,
+    )
+
+
+def idle_wait_s(target: Target) -> float:
+    """How long a started stream may go silent before the proxy gives up on it."""
+    return target.stream_idle_timeout_s or target.timeout_s
+
+
+def hold_reservation(exchange: Exchange) -> None:
+    """A stream has no total deadline: while it keeps sending, keep its reservation held
+    for one more idle interval plus the margin. Called on every chunk; it costs a round
+    trip (off the stream's path) only once the reservation's expiry comes within half a
+    margin of that, so about once per half margin of a long stream and never for a short
+    one (its admission already held the first idle interval)."""
+    guard, target = exchange.guard, exchange.target
+    admission = guard.admission if guard is not None else None
+    if admission is None or target is None or admission.settled or not admission.budgets:
+        return
+    hold = idle_wait_s(target) + settings.GATEWAY_RESERVATION_MARGIN_SECONDS
+    now_ms = time.time() * 1000
+    if (
+        admission.expires_at_ms
+        > now_ms + (hold - settings.GATEWAY_RESERVATION_MARGIN_SECONDS / 2) * 1000
+    ):
+        return
+    # Counted as done now, so that the chunks arriving meanwhile do not ask again.
+    admission.expires_at_ms = int(now_ms + hold * 1000)
+    task = asyncio.ensure_future(_renew(admission, hold))
+    _renewals.add(task)
+    task.add_done_callback(_renewals.discard)
+
+
+async def _renew(admission, hold_seconds: float) -> None:  # type: ignore[no-untyped-def]
+    try:
+        await governor.renew(admission, hold_seconds=hold_seconds)
+    except GovernanceUnavailable as exc:
+        # The stream goes on; its reservation may lapse, and the spend is still settled.
+        logger.warning("could not extend the reservation of %s: %s", admission.request_id, exc)
+    except Exception:
+        logger.exception("could not extend the reservation of %s", admission.request_id)

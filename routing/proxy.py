@@ -41,7 +41,7 @@ from gateway_project.lib import after_response, errors
 from gateway_project.lib.errors import GatewayError
 from providers.base import Target
 from providers.registry import provider_for
-from providers.tokens import count_prompt_tokens
+from providers.tokens import count_prompt_tokens, prompt_calibration
 from routing import cache as response_cache
 from routing.chat_request import parse_chat_request, read_json_body
 from routing.exchange import (
@@ -55,6 +55,7 @@ from routing.exchange import (
 from routing.relay import completion_text, relay, sse
 from routing.snapshot import RouteEntry, snapshots
 from routing.upstream import (
+    longest_wait_s,
     open_stream,
     request_deadline,
     try_targets,
@@ -109,9 +110,8 @@ async def _govern(exchange: Exchange, body_bytes: int) -> None:
     needs_count = policy.max_prompt_tokens is not None or (
         governed and (bool(budgets) or any(limit.tpm is not None for limit in limits))
     )
-    prompt_tokens = (
-        count_prompt_tokens(chat.body["messages"], route.targets[0].kind) if needs_count else 0
-    )
+    counted_with = route.targets[0].kind
+    prompt_tokens = count_prompt_tokens(chat.body["messages"], counted_with) if needs_count else 0
     check_policy(
         tenant=caller.tenant,
         key=caller.key,
@@ -127,7 +127,15 @@ async def _govern(exchange: Exchange, body_bytes: int) -> None:
         bounded=bool(budgets),
     )
     requested = requested_output_cap(chat.body)
-    guard = Guard(prompt_tokens=prompt_tokens, output_cap=cap, injected_cap=None)
+    n = chat.body.get("n")
+    choices = n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1
+    guard = Guard(
+        prompt_tokens=prompt_tokens,
+        output_cap=cap * choices if cap is not None else None,
+        injected_cap=None,
+        counted_with=counted_with,
+        choices=choices,
+    )
     if requested is None and cap is not None:
         guard.injected_cap = cap  # sent upstream, so the reserved worst case really is one
     exchange.guard = guard
@@ -137,10 +145,26 @@ async def _govern(exchange: Exchange, body_bytes: int) -> None:
         budgets=budgets,
         prompt_tokens=prompt_tokens,
         tpm_output_tokens=requested or route.default_max_tokens or 0,
-        reserve_output_tokens=cap or 0,
+        # Every choice of `n` may produce up to the cap, and the upstream bills the prompt
+        # as its tokenizer counts it, not as ours does.
+        reserve_output_tokens=(cap or 0) * choices,
+        reserve_prompt_tokens=prompt_calibration.reserve(
+            prompt_tokens,
+            counted_with=counted_with,
+            target_keys=[target.key for target in route.targets],
+            margin=settings.GATEWAY_PROMPT_ESTIMATE_MARGIN,
+        )
+        if budgets
+        else prompt_tokens,
         max_input_price=route.max_input_price,
         max_output_price=route.max_output_price,
+        deadline_seconds=longest_wait_s(
+            route, stream=chat.stream, timeout_hint_s=chat.hints.timeout_s
+        ),
+        output_is_ours=guard.injected_cap is not None,
+        choices=choices,
     )
+    guard.apply_admitted_output()
 
 
 def _cacheable(exchange: Exchange) -> bool:

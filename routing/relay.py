@@ -15,6 +15,7 @@ from providers.circuit import breaker as circuit_breaker
 from routing.exchange import (
     Exchange,
     estimate_usage_if_missing,
+    hold_reservation,
     settle_after_response,
     settle_detached,
     usage_from,
@@ -95,6 +96,7 @@ async def relay(
                 # We asked upstream for usage; a client that did not gets no trace of it.
                 chunk.pop("usage", None)
                 yield sse(chunk)
+            hold_reservation(exchange)  # a long stream keeps its budget reservation
             chunk = await anext(stream, None)
         yield b"data: [DONE]\n\n"
         outcome, status = "success", 200

@@ -23,8 +23,9 @@ from providers.base import Target, UpstreamError, UpstreamStreamError
 from providers.circuit import breaker as circuit_breaker
 from providers.registry import provider_for
 from providers.transport import new_upstream_client
-from routing.attempts import may_retry, retry_budget
-from routing.exchange import Exchange, note_attempt
+from routing.attempts import MAX_DELAY, MAX_RETRY_WAIT, may_retry, retry_budget
+from routing.exchange import Exchange, idle_wait_s, note_attempt
+from routing.snapshot import RouteEntry
 from routing.strategies import latency_tracker, order_targets
 
 T = TypeVar("T")
@@ -262,6 +263,26 @@ async def open_stream(exchange: Exchange) -> tuple[AsyncIterator[dict], dict]:
         return stream, first
 
     return await try_targets(exchange, start)
+
+
+def longest_wait_s(route: RouteEntry, *, stream: bool, timeout_hint_s: float | None) -> float:
+    """The longest `try_targets` can take before a request is answered (or, for a stream,
+    before its first chunk plus one idle interval): every target in turn, each attempt
+    under its own deadline, every retry after its longest wait; the client's timeout hint
+    bounds the walk. A budget reservation must outlive this, and need not outlive it long
+    (see billing.enforcement.admit). A stream's reservation is extended while it runs
+    (`idle_wait_s` at a time), since nothing bounds how long a live stream may last.
+    """
+    total = 0.0
+    for target in route.targets:
+        attempt = (target.first_byte_timeout_s or target.timeout_s) if stream else target.timeout_s
+        total += (1 + target.max_retries) * attempt
+        total += target.max_retries * max(MAX_RETRY_WAIT, MAX_DELAY)
+    if timeout_hint_s is not None:
+        total = min(total, timeout_hint_s)
+    if stream:
+        total += max((idle_wait_s(target) for target in route.targets), default=0.0)
+    return total
 
 
 @contextlib.asynccontextmanager

@@ -11,6 +11,7 @@ import pytest
 from django.db.backends import utils as db_utils
 
 from audit.writer import audit_writer
+from providers.tokens import prompt_calibration
 from routing.snapshot import snapshots
 from routing.strategies import latency_tracker, reset_round_robin
 from tests import factories
@@ -26,6 +27,7 @@ def _fresh_state():
     audit_writer.discard()
     reset_round_robin()
     latency_tracker.clear()
+    prompt_calibration.clear()
     yield
     snapshots.invalidate()
     audit_writer.discard()

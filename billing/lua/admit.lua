@@ -4,16 +4,22 @@ local unpack = unpack or table.unpack
 --
 -- KEYS: [1] reservation hash, [2] reservation expiry zset,
 --       [3 .. 2+L] rate-limit hashes, [3+L .. 2+L+B] budget hashes
--- ARGV: [1] now_ms, [2] request_id, [3] reservation expiry (ms, absolute), [4] L, [5] B,
---       [6] prompt-token estimate (for TPM), then per limit: rpm, tpm (-1 = none),
+-- ARGV: [1] now_ms, [2] request_id, [3] reservation expiry (ms, absolute: the request's
+--       own deadline plus a margin), [4] L, [5] B, [6] prompt-token estimate (for TPM),
+--       [7] the fewest output tokens the reservation may be lowered to (-1: the client
+--       set the cap, never lower it), [8] output tokens in the reservation, [9] output
+--       price (1e-12 USD a token), [10] the reservation's prompt cost (1e-10 USD),
+--       then per limit: rpm, tpm (-1 = none),
 --       then per budget: max_tokens, max_cost (-1 = none), hard (1/0), tokens, cost
 -- Rate-limit hashes hold one field per second: "r<sec>" requests, "t<sec>" tokens (a
 -- window is the last 60 whole seconds), and their sums (see slide() below). Budget
 -- hashes hold st/sc (spent tokens/cost) and rt/rc (reserved); cost is an integer in
 -- 1e-10 USD.
--- Returns {status, ...}: {"ok", sec, then per limit: rem_req, rem_tok, reset_req, reset_tok}
+-- Returns {status, ...}: {"ok", sec, output tokens granted, reserved tokens, reserved
+-- cost, then per limit: rem_req, rem_tok, reset_req, reset_tok}
 -- or {"rate_limited", limit_index, kind, limit, retry_ms} or {"budget", budget_index,
--- kind} or {"missing", budget_index...}.
+-- kind, exhausted (1/0), output tokens that would fit beside the prompt} or {"missing",
+-- budget_index...}.
 
 local WINDOW = 60
 local now_ms = tonumber(ARGV[1])
@@ -21,6 +27,10 @@ local now_s = math.floor(now_ms / 1000)
 local L = tonumber(ARGV[4])
 local B = tonumber(ARGV[5])
 local est = tonumber(ARGV[6])
+local min_out = tonumber(ARGV[7])
+local out_t = tonumber(ARGV[8])
+local out_price = tonumber(ARGV[9])
+local prompt_c = tonumber(ARGV[10])
 
 -- Release reservations whose request died without settling (a killed process).
 local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now_ms, 'LIMIT', 0, 50)
@@ -150,7 +160,7 @@ end
 
 local results = {}
 local firsts = {}  -- per limit, its window's oldest second before this request (or nil)
-local base = 6
+local base = 10
 for i = 1, L do
   local key = KEYS[2 + i]
   local rpm = tonumber(ARGV[base + 1])
@@ -179,22 +189,68 @@ for i = 1, L do
 end
 
 -- Budgets: hard ones refuse when spent + reserved + this request's worst case would pass.
-local wants = {}
+-- A request whose output cap the gateway chose (the client set none) is instead lowered
+-- to the output that still fits every hard budget, if that is at least min_out tokens.
+local function out_cost(tokens)  -- 1e-10 USD, rounded up like every reservation
+  return math.ceil(tokens * out_price / 100)
+end
+local specs = {}
+local grant = out_t
+local short = nil  -- the budget that fits the least output: {index, kind, exhausted, fits}
 for j = 1, B do
   local key = KEYS[2 + L + j]
-  local max_t = tonumber(ARGV[base + 1])
-  local max_c = tonumber(ARGV[base + 2])
-  local hard = tonumber(ARGV[base + 3])
-  local need_t = tonumber(ARGV[base + 4])
-  local need_c = tonumber(ARGV[base + 5])
-  base = base + 5
   local v = redis.call('HMGET', key, 'st', 'sc', 'rt', 'rc')
-  local st, sc, rt, rc = tonumber(v[1] or 0), tonumber(v[2] or 0), tonumber(v[3] or 0), tonumber(v[4] or 0)
-  if hard == 1 then
-    if max_t >= 0 and st + rt + need_t > max_t then return {'budget', j, 'tokens'} end
-    if max_c >= 0 and sc + rc + need_c > max_c then return {'budget', j, 'cost'} end
+  local spec = {
+    key = key,
+    max_t = tonumber(ARGV[base + 1]), max_c = tonumber(ARGV[base + 2]),
+    hard = tonumber(ARGV[base + 3]) == 1,
+    need_t = tonumber(ARGV[base + 4]), need_c = tonumber(ARGV[base + 5]),
+    left_t = 0, left_c = 0,
+  }
+  base = base + 5
+  spec.left_t = spec.max_t - tonumber(v[1] or 0) - tonumber(v[3] or 0)
+  spec.left_c = spec.max_c - tonumber(v[2] or 0) - tonumber(v[4] or 0)
+  specs[j] = spec
+  local over_t = spec.max_t >= 0 and spec.need_t > spec.left_t
+  local over_c = spec.max_c >= 0 and spec.need_c > spec.left_c
+  if spec.hard and (over_t or over_c) then
+    -- The output tokens that would still fit beside the prompt, under each limit passed.
+    local kind, exhausted, fits = nil, 0, out_t
+    if over_t then
+      kind, fits = 'tokens', spec.left_t - (spec.need_t - out_t)
+      if spec.left_t <= 0 then exhausted = 1 end
+    end
+    if over_c then
+      local fits_c = -1
+      if out_price > 0 then
+        fits_c = math.floor((spec.left_c - prompt_c) * 100 / out_price)
+      elseif spec.left_c >= prompt_c then
+        fits_c = out_t
+      end
+      if kind == nil or fits_c < fits then
+        kind, fits = 'cost', fits_c
+        exhausted = spec.left_c <= 0 and 1 or 0
+      end
+    end
+    if fits >= out_t then fits = out_t - 1 end  -- (rounding: the worst case did not fit)
+    if fits < 0 then fits = 0 end
+    if short == nil or fits < short[4] then short = {j, kind, exhausted, fits} end
+    if fits < grant then grant = fits end
   end
-  table.insert(wants, {key, need_t, need_c})
+end
+if short ~= nil then
+  if min_out < 0 or grant <= 0 or grant < min_out then
+    return {'budget', short[1], short[2], short[3], short[4]}
+  end
+  -- Every budget reserves the lowered worst case; the hard ones are checked again with it.
+  for _, spec in ipairs(specs) do
+    spec.need_t = spec.need_t - out_t + grant
+    spec.need_c = prompt_c + out_cost(grant)
+    if spec.hard and ((spec.max_t >= 0 and spec.need_t > spec.left_t)
+        or (spec.max_c >= 0 and spec.need_c > spec.left_c)) then
+      return {'budget', short[1], short[2], short[3], short[4]}
+    end
+  end
 end
 
 -- Admitted: count it everywhere.
@@ -212,18 +268,20 @@ for i = 1, L do
   end
   redis.call('EXPIRE', key, WINDOW * 2)
 end
+local held_t, held_c = 0, 0
 if B > 0 then
-  for _, w in ipairs(wants) do
-    redis.call('HINCRBY', w[1], 'rt', w[2])
-    redis.call('HINCRBY', w[1], 'rc', w[3])
-    redis.call('HSET', KEYS[1], w[1], w[2] .. ':' .. w[3])
+  for _, spec in ipairs(specs) do
+    redis.call('HINCRBY', spec.key, 'rt', spec.need_t)
+    redis.call('HINCRBY', spec.key, 'rc', spec.need_c)
+    redis.call('HSET', KEYS[1], spec.key, spec.need_t .. ':' .. spec.need_c)
+    held_t, held_c = spec.need_t, spec.need_c
   end
   -- No TTL on the reservation itself: settle or the sweep above deletes it, and a sweep
   -- long after expiry must still find what to release.
   redis.call('ZADD', KEYS[2], tonumber(ARGV[3]), ARGV[2])
 end
 
-local out = {'ok', now_s}
+local out = {'ok', now_s, grant, held_t, held_c}
 for _, r in ipairs(results) do
   for _, x in ipairs(r) do table.insert(out, x) end
 end

@@ -6,14 +6,17 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
 from audit.models import AuditEvent
+from billing.governance import budget_counter_key, cost_to_units
 from billing.models import Budget, BudgetAlert, RateLimit
 from billing.periods import period_for
+from gateway_project.lib.redis_client import async_client
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -270,3 +273,35 @@ def test_budget_alerts_cannot_be_added_changed_or_deleted(admin_client, alert):
     assert admin_client.post(delete_url, {"post": "yes"}).status_code == 403
     alert.refresh_from_db()
     assert alert.threshold == 80
+
+
+async def _set_counter(key: str, fields: dict[str, int]) -> None:
+    await async_client().hset(key, mapping=fields)
+
+
+async def _drop_counter(key: str) -> None:
+    await async_client().delete(key)
+
+
+def test_the_budget_list_shows_the_requests_that_spent_past_their_reservation(
+    admin_client, acme, globex
+):
+    overrun = Budget.objects.create(scope="tenant", tenant=acme, max_cost_usd=Decimal("1"))
+    clean = Budget.objects.create(scope="tenant", tenant=globex, max_cost_usd=Decimal("1"))
+    key = budget_counter_key(overrun.id, period_for(overrun.period, timezone.now()))
+    # What the settlement script counts (billing/lua/settle.lua): 3 requests, 42 tokens
+    # and $0.0042 past what they reserved.
+    fields = {"st": 0, "sc": 0, "rt": 0, "rc": 0, "ov": 3, "ovt": 42}
+    async_to_sync(_set_counter)(key, {**fields, "ovc": cost_to_units(Decimal("0.0042"))})
+    try:
+        listing = admin_client.get(reverse("admin:billing_budget_changelist")).content.decode()
+        page = admin_client.get(reverse("admin:billing_budget_change", args=[overrun.pk]))
+        other = admin_client.get(reverse("admin:billing_budget_change", args=[clean.pk]))
+    finally:
+        async_to_sync(_drop_counter)(key)
+
+    shown = "3 requests: 42 tokens · $0.0042 more than reserved"
+    assert shown in listing
+    assert shown in page.content.decode()
+    assert shown not in other.content.decode()
+    assert "past reservation" in other.content.decode().lower()

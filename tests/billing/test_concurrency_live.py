@@ -9,16 +9,22 @@ from decimal import Decimal
 
 import httpx
 import pytest
+import redis
 from django.conf import settings
 from django.db.models import Sum
+from django.utils import timezone
 
 from audit.models import AuditEvent
 from billing.models import Budget, RateLimit
+from billing.periods import period_for
+from providers.tokens import count_prompt_tokens
 from routing.models import Route
 from tests import factories
+from tests.fakes.server import Exchange, FakeServer
 from tests.live import GatewayProcess, stop_quietly
 
 pytestmark = [
+    pytest.mark.live,
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(not settings.REDIS_URL, reason="needs a shared Redis (REDIS_URL)"),
 ]
@@ -48,24 +54,26 @@ def tenant_and_key(transactional_db):
     return tenant, route, factories.make_key(tenant)
 
 
-async def _fire(gateways: list[GatewayProcess], key: str) -> list[httpx.Response]:
+async def _fire(
+    gateways: list[GatewayProcess], key: str, *, model: str = "race", messages: list = PROMPT
+) -> list[httpx.Response]:
     limits = httpx.Limits(max_connections=REQUESTS)
     async with httpx.AsyncClient(timeout=60, limits=limits) as client:
         calls = [
             client.post(
                 f"{gateways[i % 2].base_url}/v1/chat/completions",
                 headers={"authorization": f"Bearer {key}"},
-                json={"model": "race", "messages": PROMPT},
+                json={"model": model, "messages": messages},
             )
             for i in range(REQUESTS)
         ]
         return await asyncio.gather(*calls)
 
 
-def _wait_for_rows(count: int, timeout: float = 20.0) -> None:
+def _wait_for_rows(count: int, timeout: float = 20.0, route: str = "race") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if AuditEvent.objects.filter(route="race").count() >= count:
+        if AuditEvent.objects.filter(route=route).count() >= count:
             return
         time.sleep(0.1)
     raise AssertionError("audit rows did not all arrive")
@@ -117,3 +125,96 @@ def test_an_rpm_limit_admits_exactly_its_count_across_two_processes(two_gateways
     assert refused.headers["x-ratelimit-limit-requests"] == "100"
     ok = next(r for r in responses if r.status_code == 200)
     assert ok.headers["x-ratelimit-limit-requests"] == "100"
+
+
+class OverBiller(FakeServer):
+    """An OpenAI-compatible upstream whose tokenizer is not ours: it bills BILLED_PROMPT
+    prompt tokens for a message we count as 8."""
+
+    async def handle(self, ex: Exchange) -> None:
+        await asyncio.sleep(0.02)  # long enough for the burst to overlap
+        await ex.json(
+            200,
+            {
+                "id": "chatcmpl-over",
+                "object": "chat.completion",
+                "created": 1,
+                "model": "over",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "ok"},
+                        "finish_reason": "stop",
+                        "logprobs": None,
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": BILLED_PROMPT,
+                    "completion_tokens": 1,
+                    "total_tokens": BILLED_PROMPT + 1,
+                },
+            },
+        )
+
+
+BILLED_PROMPT = 12
+SHORT = [{"role": "user", "content": "Hi"}]
+
+
+@pytest.fixture
+def over_biller():
+    with OverBiller() as server:
+        yield server
+
+
+def test_a_hard_budget_holds_when_the_upstream_bills_more_prompt_tokens_than_we_count(
+    two_gateways, over_biller
+):
+    assert count_prompt_tokens(SHORT, "openai") == 8
+    tenant = factories.make_tenant("overbilled")
+    provider = factories.make_provider(
+        "over", kind="openai", base_url=f"{over_biller.base_url}/v1", timeout_s=10
+    )
+    # The prompt is (nearly) all of the cost: $1,000 per million input tokens.
+    model = factories.make_model(provider, "over", input_per_million="1000", output_per_million="1")
+    route = factories.make_route("over", model)
+    Route.objects.filter(pk=route.pk).update(default_max_tokens=1)
+    route.refresh_from_db()
+    route.save()
+    issued = factories.make_key(tenant)
+    cap = Decimal("1.15")
+    budget = Budget.objects.create(
+        scope="tenant", tenant=tenant, period="monthly", max_cost_usd=cap
+    )
+    per_request = (Decimal(BILLED_PROMPT) * 1000 + Decimal(1)) / Decimal(1_000_000)
+    time.sleep(0.2)
+
+    def ask(gateway: GatewayProcess) -> httpx.Response:
+        return httpx.post(
+            f"{gateway.base_url}/v1/chat/completions",
+            headers={"authorization": f"Bearer {issued.plaintext}"},
+            json={"model": "over", "messages": SHORT},
+            timeout=30,
+        )
+
+    # Each process sees the upstream's usage once, then the burst comes.
+    assert [ask(g).status_code for g in two_gateways] == [200, 200]
+    responses = asyncio.run(_fire(two_gateways, issued.plaintext, model="over", messages=SHORT))
+
+    statuses = [r.status_code for r in responses]
+    assert set(statuses) == {200, 429}, set(statuses)
+    _wait_for_rows(REQUESTS + 2, route="over")
+    spent = AuditEvent.objects.filter(route="over").aggregate(total=Sum("cost_usd"))["total"]
+    assert spent == per_request * (statuses.count(200) + 2)
+    # Not a request's cost more than the cap (before calibration: 18% over it).
+    assert spent <= cap + per_request, (spent, cap)
+    # The two first requests, reserved at our count times the margin (10 tokens), did
+    # overrun; the budget's counters say so.
+    counters = _budget_hash(budget)
+    assert counters["ov"] == 2
+
+
+def _budget_hash(budget: Budget) -> dict[str, int]:
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    key = f"gw:bud:{budget.id}:{period_for(budget.period, timezone.now()).key}"
+    return {k.decode(): int(v) for k, v in client.hgetall(key).items()}

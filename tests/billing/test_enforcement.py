@@ -264,7 +264,28 @@ def test_an_rpm_refusal_says_when_to_retry():
         "x-ratelimit-remaining-requests": "0",
         "x-ratelimit-reset-requests": "1500ms",
     }
-    assert "key:7" in error.message
+    assert error.message == "Rate limit reached: the API key's limit of 60 requests per minute."
+
+
+@pytest.mark.parametrize(
+    ("name", "detail", "retry_ms", "words"),
+    [
+        ("key:7", "requests", 1500, "the API key's limit of 5 requests per minute"),
+        ("tenant:3", "tokens", 1500, "the tenant's limit of 5 tokens per minute"),
+        ("tenant-model:12", "requests", 10, "the tenant's per-model limit of 5 requests"),
+        ("route:9", "tokens", None, "the route's limit of 5 tokens per minute"),
+        ("global:1", "requests", 10, "the gateway-wide limit of 5 requests per minute"),
+    ],
+)
+def test_a_rate_limit_refusal_says_which_kind_of_limit_in_words_and_no_internal_id(
+    name, detail, retry_ms, words
+):
+    error = _refusal_error(Refusal("rate_limit", detail, LimitSpec(name, 5, 5), retry_ms))
+
+    assert words in error.message
+    # The only number in the message is the limit's own (5): no database id of any kind.
+    assert not any(ch.isdigit() for ch in error.message.replace("5", ""))
+    assert not any(name in value or ":" in value for value in error.headers.values())
 
 
 @pytest.mark.parametrize("retry_ms", [1, 999, 1000, 1001, 60_000])
@@ -360,6 +381,7 @@ def admit_kwargs(*, limits: list, budgets: list) -> dict:
         "reserve_output_tokens": 10,
         "max_input_price": Decimal(1),
         "max_output_price": Decimal(1),
+        "deadline_seconds": 60.0,
     }
 
 
@@ -399,3 +421,48 @@ async def test_governance_can_be_switched_off(redis_down, settings):
     settings.GATEWAY_GOVERNANCE_ENABLED = False
 
     assert await enforcement.admit(**admit_kwargs(limits=[], budgets=[BUDGET])) is None
+
+
+def budget_refusal(scope: str = "key", *, exhausted: bool, fits: int) -> Refusal:
+    spec = BudgetSpec(
+        id=4, scope=scope, subject_id=9, period="monthly", hard=True, max_tokens=None,
+        max_cost=Decimal(1),
+    )  # fmt: skip
+    return Refusal("budget", "cost", spec, exhausted=exhausted, fitting_output_tokens=fits)
+
+
+def test_a_budget_whose_worst_case_does_not_fit_says_to_lower_max_tokens_not_exhausted():
+    error = _refusal_error(budget_refusal(exhausted=False, fits=300), output_tokens=4000)
+
+    assert fields(error) == (429, "insufficient_quota", "insufficient_quota", None)
+    assert error.message == (
+        "This request's worst case (its prompt plus max_tokens=4000) costs more than what "
+        "remains of the monthly cost budget of this key; set a lower max_tokens. At most 300 "
+        "output tokens fit now."
+    )
+
+
+def test_a_request_without_max_tokens_is_told_the_budget_affords_less_than_the_minimum(settings):
+    settings.GATEWAY_BUDGET_MIN_OUTPUT_TOKENS = 64
+    error = _refusal_error(
+        budget_refusal(exhausted=False, fits=20), output_tokens=4096, output_is_ours=True
+    )
+
+    assert "affords fewer than 64 output tokens" in error.message
+    assert "At most 20 output tokens fit now." in error.message
+
+
+def test_a_prompt_that_alone_does_not_fit_says_so():
+    error = _refusal_error(budget_refusal(exhausted=False, fits=0), output_tokens=10)
+    assert "prompt alone costs more than what remains" in error.message
+
+
+def test_a_shared_route_budget_does_not_tell_how_much_of_it_is_left():
+    error = _refusal_error(budget_refusal("route", exhausted=False, fits=300), output_tokens=4000)
+    assert "300" not in error.message
+    assert "monthly cost budget of this route" in error.message
+
+
+def test_only_a_budget_with_nothing_left_is_exhausted():
+    error = _refusal_error(budget_refusal(exhausted=True, fits=0), output_tokens=10)
+    assert error.message == "The monthly cost budget of this key is exhausted."

@@ -17,6 +17,7 @@ from tests import factories
 from tests.live import GatewayProcess, RedisServer
 
 pytestmark = [
+    pytest.mark.live,
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server"),
 ]

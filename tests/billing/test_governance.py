@@ -14,15 +14,16 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.conf import settings as django_settings
 from django.utils import timezone
 
 from audit.models import AuditEvent
 from billing.governance import (
+    RESERVATIONS_ZSET,
     Admission,
     BudgetSpec,
     Governor,
     LimitSpec,
+    OutputReserve,
     Refusal,
     cost_to_units,
     units_to_cost,
@@ -35,6 +36,7 @@ ROME = ZoneInfo("Europe/Rome")
 # reservations lapse) must not be born dead, whenever the suite runs.
 T0 = (timezone.now() + timedelta(days=1)).replace(microsecond=0)
 budget_db = pytest.mark.django_db(transaction=True)
+HOLD = timedelta(seconds=90)  # how long a reservation outlives its request's admission
 
 
 @pytest.fixture
@@ -84,6 +86,8 @@ async def admit(
     tokens: int = 1,
     cost: str = "0.0000000001",
     now: datetime | None = T0,
+    hold: float = HOLD.total_seconds(),
+    output: OutputReserve | None = None,
 ) -> Admission | Refusal:
     """Reserves a token and 1e-10 USD unless told otherwise: a reservation of zero is a case
     of its own (see the zero-reservation tests)."""
@@ -94,6 +98,8 @@ async def admit(
         estimated_tokens=est,
         reserve_tokens=tokens,
         reserve_cost=Decimal(cost),
+        hold_seconds=hold,
+        output=output,
         now=now,
     )
 
@@ -426,7 +432,7 @@ async def test_settling_twice_counts_once(gov):
 @budget_db
 async def test_a_reservation_of_a_killed_request_expires(gov):
     spec = budget(max_tokens=100)
-    ttl = timedelta(seconds=django_settings.GATEWAY_RESERVATION_TTL_SECONDS)
+    ttl = HOLD
     await admitted(gov, budgets=[spec], tokens=80, now=T0)  # its process dies: never settled
 
     await refused(gov, budgets=[spec], tokens=80, now=T0 + ttl - timedelta(seconds=1))
@@ -436,9 +442,158 @@ async def test_a_reservation_of_a_killed_request_expires(gov):
 
 
 @budget_db
+async def test_a_reservation_is_held_for_its_own_requests_deadline_not_a_fixed_quarter_hour(gov):
+    spec = budget(max_tokens=100)
+    # Two requests die unsettled: one that could have run 20 s, one that could run 300 s.
+    await admitted(gov, budgets=[spec], tokens=40, hold=20, now=T0)
+    await admitted(gov, budgets=[spec], tokens=40, hold=300, now=T0)
+
+    await refused(gov, budgets=[spec], tokens=40, now=T0 + timedelta(seconds=19))
+    # 21 s later only the long one still holds: the short one's 40 tokens are free again.
+    later = await admitted(gov, budgets=[spec], tokens=40, now=T0 + timedelta(seconds=21))
+    assert (await state(gov, spec, T0))["rt"] == 80
+    await gov.settle(later, tokens=0, cost=Decimal(0))
+    await admitted(gov, budgets=[spec], tokens=100, now=T0 + timedelta(seconds=301))
+
+
+@budget_db
+async def test_a_running_requests_reservation_is_extended_but_a_settled_one_stays_gone(gov):
+    spec = budget(max_tokens=100)
+    running = await admitted(gov, budgets=[spec], tokens=60, hold=10, now=None)
+    done = await admitted(gov, budgets=[spec], tokens=10, hold=10, now=None)
+    await gov.settle(done, tokens=5, cost=Decimal(0))
+
+    assert await gov.renew(running, hold_seconds=600) is True
+    assert await gov.renew(done, hold_seconds=600) is False
+
+    client = gov._client()
+    assert await client.zscore(RESERVATIONS_ZSET, done.request_id) is None
+    expiry = await client.zscore(RESERVATIONS_ZSET, running.request_id)
+    assert expiry == running.expires_at_ms
+    assert expiry >= (timezone.now() + timedelta(seconds=590)).timestamp() * 1000
+    # Past its first hold it still counts: a sweep then leaves it alone.
+    await refused(gov, budgets=[spec], tokens=60, now=timezone.now() + timedelta(seconds=30))
+
+
+def ours(
+    tokens: int, *, price: str = "0", prompt_cost: str = "0", least: int = 10
+) -> OutputReserve:
+    """An output cap the gateway chose (the client set none), so admission may lower it."""
+    return OutputReserve(
+        tokens=tokens,
+        price_per_million=Decimal(price),
+        prompt_cost=Decimal(prompt_cost),
+        min_tokens=least,
+    )
+
+
+@budget_db
+async def test_a_worst_case_the_budget_cannot_afford_is_lowered_to_the_output_it_can(gov):
+    spec = budget(max_tokens=1000, max_cost="1")
+    spent = await admitted(gov, budgets=[spec], tokens=800, cost="0.5")
+    await gov.settle(spent, tokens=800, cost=Decimal("0.5"))
+    # 20 prompt tokens and up to 4096 output tokens at $100 per million output tokens:
+    # 200 tokens are left, and $0.5 of cost, which 180 output tokens fit within.
+    admission = await admitted(
+        gov,
+        budgets=[spec],
+        tokens=20 + 4096,
+        cost=str(Decimal("0.000020") + Decimal(4096) * 100 / 10**6),
+        output=ours(4096, price="100", prompt_cost="0.000020"),
+    )
+
+    assert admission.output_tokens == 180
+    assert admission.reserved_tokens == 200
+    assert admission.reserved_cost == Decimal("0.000020") + Decimal(180) * 100 / 10**6
+    assert await state(gov, spec) == {
+        "st": 800,
+        "sc": cost_to_units(Decimal("0.5")),
+        "rt": 200,
+        "rc": cost_to_units(admission.reserved_cost),
+    }
+
+
+@budget_db
+async def test_the_cost_limit_lowers_the_output_when_it_binds_before_the_token_limit(gov):
+    spec = budget(max_tokens=10**6, max_cost="0.01")
+    admission = await admitted(
+        gov,
+        budgets=[spec],
+        tokens=10 + 4096,
+        cost=str(Decimal(4096) * 10 / 10**6),
+        output=ours(4096, price="10"),
+    )
+
+    assert admission.output_tokens == 1000  # $0.01 at $10 per million
+    assert admission.reserved_cost == Decimal("0.01")
+
+
+@budget_db
+async def test_a_budget_that_affords_fewer_than_the_minimum_output_refuses(gov):
+    spec = budget(max_tokens=100)
+    await admitted(gov, budgets=[spec], tokens=85)
+
+    refusal = await refused(gov, budgets=[spec], tokens=5 + 4096, output=ours(4096, least=16))
+
+    assert (refusal.detail, refusal.exhausted, refusal.fitting_output_tokens) == (
+        "tokens",
+        False,
+        10,
+    )
+    assert (await state(gov, spec))["rt"] == 85  # nothing counted
+
+
+@budget_db
+async def test_a_cap_the_client_set_is_never_lowered_and_the_refusal_says_what_fits(gov):
+    spec = budget(max_tokens=100)
+    client_cap = OutputReserve(tokens=500, price_per_million=Decimal(0), prompt_cost=Decimal(0))
+
+    refusal = await refused(gov, budgets=[spec], tokens=20 + 500, output=client_cap)
+
+    assert (refusal.detail, refusal.exhausted, refusal.fitting_output_tokens) == (
+        "tokens",
+        False,
+        80,
+    )
+    spent = await admitted(gov, budgets=[spec], tokens=100)
+    await gov.settle(spent, tokens=100, cost=Decimal(0))
+    assert (await refused(gov, budgets=[spec], tokens=1)).exhausted is True
+
+
+@budget_db
+async def test_a_soft_budget_beside_a_hard_one_reserves_the_lowered_worst_case_too(gov):
+    hard, soft = budget(id=1, max_tokens=300), budget(id=2, hard=False, max_tokens=10)
+
+    admission = await admitted(gov, budgets=[hard, soft], tokens=50 + 4096, output=ours(4096))
+
+    assert admission.output_tokens == 250
+    assert (await state(gov, hard))["rt"] == (await state(gov, soft))["rt"] == 300
+
+
+@budget_db
+async def test_spending_past_the_reservation_is_counted_as_an_overrun_on_every_budget(gov):
+    tenant_budget, key_budget = budget(id=1, max_cost="10"), budget(id=2, max_tokens=10**6)
+    covered = await admitted(gov, budgets=[tenant_budget, key_budget], tokens=100, cost="0.1")
+    await gov.settle(covered, tokens=90, cost=Decimal("0.09"))
+    for state_of in (tenant_budget, key_budget):
+        assert "ov" not in await state(gov, state_of)
+
+    short = await admitted(gov, budgets=[tenant_budget, key_budget], tokens=100, cost="0.1")
+    await gov.settle(short, tokens=130, cost=Decimal("0.13"))
+
+    for state_of in (tenant_budget, key_budget):
+        counters = await state(gov, state_of)
+        assert (counters["ov"], counters["ovt"], counters["ovc"]) == (
+            1,
+            30,
+            cost_to_units(Decimal("0.03")),
+        )
+
+
+@budget_db
 async def test_settling_after_the_reservation_expired_records_the_spend_once(gov):
     spec = budget(max_tokens=1000, max_cost="10")
-    ttl = timedelta(seconds=django_settings.GATEWAY_RESERVATION_TTL_SECONDS)
+    ttl = HOLD
     slow = await admitted(gov, budgets=[spec], tokens=300, cost="3", now=T0)
     fresh = await admitted(
         gov, budgets=[spec], tokens=10, cost="0.1", now=T0 + ttl + timedelta(seconds=1)
@@ -490,7 +645,7 @@ async def test_a_free_models_reservation_settles(gov):
 @budget_db
 async def test_an_expired_zero_cost_reservation_does_not_break_admission(gov):
     spec = budget(max_tokens=100)
-    ttl = timedelta(seconds=django_settings.GATEWAY_RESERVATION_TTL_SECONDS)
+    ttl = HOLD
     await admitted(gov, budgets=[spec], tokens=50, cost="0", now=T0)  # killed, never settled
 
     # Any later admission sweeps it, even one of another tenant with only a rate limit.

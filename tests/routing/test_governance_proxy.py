@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import orjson
@@ -17,13 +18,14 @@ from django.utils import timezone
 from audit.models import AuditEvent
 from audit.writer import audit_writer
 from billing import services
-from billing.governance import governor, units_to_cost
+from billing.governance import LimitSpec, cost_to_units, governor, units_to_cost
 from billing.models import Budget, BudgetAlert
 from billing.periods import period_for
 from billing.services import RateLimitSpec, Subject, budget_create, rate_limit_create
 from providers.tokens import count_prompt_tokens
 from tests import factories
 from tests.conftest import assert_envelope, count_queries_everywhere
+from tests.fakes.upstreams import COMPLETION_TOKENS, PROMPT_TOKENS
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -557,3 +559,202 @@ async def test_a_warm_governed_request_makes_no_database_query(world):
 
     assert counter.queries == []
     assert len(await audit_rows()) == 7
+
+
+# --- what a partly used budget still affords ---------------------------------------------------
+
+
+async def spend_some(world: dict, budget_tokens: int) -> int:
+    """A tenant budget of `budget_tokens`, a little of it spent by one capped request (which
+    also shows the gateway what the fake upstream bills); returns the tokens spent."""
+    await sync_to_async(add_budget)(world, "tenant", max_tokens=budget_tokens)
+    first = await post(
+        world["acme_key"].plaintext, {"model": "gpt", "messages": USER, "max_tokens": 20}
+    )
+    assert first.status_code == 200
+    return orjson.loads(first.content)["usage"]["total_tokens"]
+
+
+async def test_a_request_without_max_tokens_is_capped_to_what_a_partly_used_budget_affords(
+    world, gpt, fake_openai
+):
+    spent = await spend_some(world, 400)  # 18 of 400 tokens: the default 4096 cannot fit
+
+    response = await post(world["acme_key"].plaintext, {"model": "gpt", "messages": USER})
+
+    assert response.status_code == 200, response.content
+    # What is left, less the prompt as the upstream bills it (11 tokens, learnt from the
+    # first request), is what the upstream is told it may write.
+    affordable = 400 - spent - PROMPT_TOKENS
+    assert fake_openai.requests[-1].body["max_completion_tokens"] == affordable
+    assert response["x-gateway-max-tokens"] == str(affordable)
+
+
+async def test_a_request_whose_max_tokens_does_not_fit_what_is_left_is_told_to_lower_it(
+    world, gpt, fake_openai
+):
+    spent = await spend_some(world, 400)
+
+    response = await post(
+        world["acme_key"].plaintext, {"model": "gpt", "messages": USER, "max_tokens": 500}
+    )
+
+    error = assert_envelope(response, 429, "insufficient_quota", "insufficient_quota")
+    assert "exhausted" not in error["message"]
+    assert "max_tokens=500" in error["message"]
+    assert "total tokens budget of this tenant" in error["message"]
+    assert f"At most {400 - spent - PROMPT_TOKENS} output tokens fit now." in error["message"]
+
+
+async def test_a_budget_too_low_for_the_minimum_output_says_so_rather_than_exhausted(
+    world, gpt, fake_openai, settings
+):
+    settings.GATEWAY_BUDGET_MIN_OUTPUT_TOKENS = 64
+    spent = await spend_some(world, 18 + PROMPT_TOKENS + 63)  # 63 output tokens left
+    assert spent == 18
+
+    response = await post(world["acme_key"].plaintext, {"model": "gpt", "messages": USER})
+
+    error = assert_envelope(response, 429, "insufficient_quota", "insufficient_quota")
+    assert "fewer than 64 output tokens" in error["message"]
+    assert "At most 63 output tokens fit now." in error["message"]
+    assert "exhausted" not in error["message"]
+
+
+# --- reservations of requests that never settle ------------------------------------------------
+
+
+@pytest.fixture
+def never_settled(monkeypatch):
+    """The process dies after admitting: nothing is ever settled."""
+
+    async def dead(*args: object, **kwargs: object) -> list:
+        return []
+
+    monkeypatch.setattr(governor, "settle", dead)
+
+
+def set_timeouts(provider, **fields: object) -> None:  # type: ignore[no-untyped-def]
+    for name, value in fields.items():
+        setattr(provider, name, value)
+    provider.save()  # through post_save: the snapshot sees it
+
+
+@pytest.mark.parametrize(
+    ("headers", "deadline_s"),
+    [
+        # Two attempts of 3 s, and the longest wait before the retry (5 s).
+        ({}, 2 * 3 + 5),
+        # The client's own timeout bounds the whole walk.
+        ({"x-gateway-timeout": "4"}, 4),
+    ],
+)
+async def test_a_dead_requests_reservation_stops_counting_after_its_deadline_and_the_margin(
+    world, never_settled, settings, headers, deadline_s
+):
+    settings.GATEWAY_RESERVATION_MARGIN_SECONDS = 2
+    await sync_to_async(set_timeouts)(world["stub"], timeout_s=3, max_retries=1)
+    budget = await sync_to_async(add_budget)(world, "tenant", max_tokens=10**6)
+    before_ms = timezone.now().timestamp() * 1000
+
+    response = await post(world["acme_key"].plaintext, chat(), **headers)
+
+    assert response.status_code == 200
+    client = governor._client()
+    expiry = await client.zscore("gw:resv:expiry", response["x-request-id"])
+    hold_ms = (deadline_s + 2) * 1000
+    assert before_ms + hold_ms <= expiry <= timezone.now().timestamp() * 1000 + hold_ms
+    reserved = (await budget_counter(budget))["rt"]
+    assert reserved > 0
+
+    async def sweep_at(ms: float) -> int:
+        """Any admission releases what has expired; then what the budget still holds."""
+        await governor.admit(
+            request_id="req_sweeper",
+            limits=[LimitSpec("global:999", 10**6, None)],
+            budgets=[],
+            estimated_tokens=0,
+            reserve_tokens=0,
+            reserve_cost=Decimal(0),
+            hold_seconds=1,
+            now=datetime.fromtimestamp(ms / 1000, UTC),
+        )
+        return (await budget_counter(budget))["rt"]
+
+    assert await sweep_at(expiry - 500) == reserved
+    assert await sweep_at(expiry + 500) == 0
+
+
+# --- upstreams that bill more prompt tokens than we count --------------------------------------
+
+
+async def test_a_prompt_billed_above_our_count_is_reserved_as_billed_once_seen_and_overruns_counted(
+    world, gpt, fake_openai, settings, caplog
+):
+    settings.GATEWAY_PROMPT_ESTIMATE_MARGIN = 1.0  # trust our count until the upstream reports
+    ours = count_prompt_tokens(USER, "openai")
+    assert ours < PROMPT_TOKENS  # the fake bills 11 prompt tokens for what we count as 9
+    budget = await sync_to_async(add_budget)(world, "tenant", max_tokens=10**6)
+    key = world["acme_key"].plaintext
+    # The fake writes exactly COMPLETION_TOKENS: a cap of that leaves no slack to hide in.
+    ask = {"model": "gpt", "messages": USER, "max_tokens": COMPLETION_TOKENS}
+
+    first = await post(key, ask)
+    after_first = await budget_counter(budget)
+    second = await post(key, ask)
+    after_second = await budget_counter(budget)
+
+    assert (first.status_code, second.status_code) == (200, 200)
+    # The first reservation held our count: the upstream billed 2 more, an overrun that
+    # the budget's counters keep and the log says.
+    assert (after_first["ov"], after_first["ovt"]) == (1, PROMPT_TOKENS - ours)
+    assert after_first["ovc"] == cost_to_units(Decimal(PROMPT_TOKENS - ours) / 10**6)
+    assert "past its reservation" in caplog.text
+    # The second was reserved as the upstream bills (11 prompt tokens): no overrun.
+    assert after_second["ov"] == 1
+    assert after_second["st"] == 2 * (PROMPT_TOKENS + COMPLETION_TOKENS)
+
+
+async def test_a_long_stream_keeps_its_reservation_past_its_first_hold(world, settings):
+    # Held at admission for the first byte (0.3 s) + one idle interval (0.3 s) + the margin
+    # (0.4 s); the stream then runs well past that, one chunk every 0.2 s.
+    settings.GATEWAY_RESERVATION_MARGIN_SECONDS = 0.4
+    await sync_to_async(set_timeouts)(
+        world["stub"], timeout_s=0.3, max_retries=0, stub_delay_ms=150
+    )
+    budget = await sync_to_async(add_budget)(world, "tenant", max_tokens=10**6)
+    words = [{"role": "user", "content": "one two three four five six seven eight nine ten"}]
+    renewals: list[bool] = []
+    original = governor.renew
+
+    async def renew(*args: object, **kwargs: object) -> bool:
+        renewals.append(await original(*args, **kwargs))  # type: ignore[arg-type]
+        return renewals[-1]
+
+    governor.renew = renew  # type: ignore[method-assign]
+    try:
+        response = await post(
+            world["acme_key"].plaintext, chat(messages=words, stream=True, max_tokens=200)
+        )
+        held_late = first_chunk_at = None
+        async for _part in response.streaming_content:
+            now = asyncio.get_running_loop().time()
+            first_chunk_at = first_chunk_at or now  # (admitted before it)
+            if held_late is None and now - first_chunk_at > 1.2:
+                # Past the first hold: a sweep by anyone else must leave it alone.
+                await governor.admit(
+                    request_id="req_sweeper",
+                    limits=[LimitSpec("global:999", 10**6, None)],
+                    budgets=[],
+                    estimated_tokens=0,
+                    reserve_tokens=0,
+                    reserve_cost=Decimal(0),
+                    hold_seconds=1,
+                )
+                held_late = (await budget_counter(budget))["rt"]
+    finally:
+        del governor.renew
+
+    assert held_late, "the stream ended before its first hold did, or lost its reservation"
+    assert renewals and all(renewals)
+    assert (await budget_counter(budget))["rt"] == 0  # settled at the end
