@@ -25,6 +25,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+from django.db import DatabaseError
+
 from billing.periods import Period, period_for
 from gateway_project.lib.db import off_loop
 from gateway_project.lib.redis_client import async_client, is_unavailable, register_script
@@ -257,15 +259,21 @@ class Governor:
             # connection is kept (CONN_MAX_AGE): after a Redis restart every budget in use
             # is rebuilt at once, and a new connection per rebuild (a Postgres backend
             # each) was most of that burst's cost.
-            tokens, cost = await off_loop(
-                functools.partial(
-                    budget_spend_in_period,
-                    scope=budget.scope,
-                    subject_id=budget.subject_id,
-                    start=period.start,
-                    end=period.end,
+            try:
+                tokens, cost = await off_loop(
+                    functools.partial(
+                        budget_spend_in_period,
+                        scope=budget.scope,
+                        subject_id=budget.subject_id,
+                        start=period.start,
+                        end=period.end,
+                    )
                 )
-            )
+            except DatabaseError as exc:
+                # Redis lost the counter while the ledger is away too: nothing to check the
+                # budget against, which is the same failure as Redis being away (the
+                # failure policy answers it), never a 500.
+                raise GovernanceUnavailable(f"the ledger cannot be read: {exc}") from exc
             expire_at = (
                 int(period.end.timestamp()) + 86_400 if period.end else int(time.time()) + 10**9
             )

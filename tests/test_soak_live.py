@@ -298,8 +298,18 @@ def test_soak_loses_no_row_and_keeps_counters_equal_to_the_ledger(world):
         )
         duplicates = [rid for rid, n in Counter(stored).items() if n > 1]
         assert not duplicates, f"{tenant}: {len(duplicates)} request ids written twice"
-        missing = set(tally.answered[tenant]) - set(stored)
-        assert not missing, f"{tenant}: {len(tally.answered[tenant])} answered, {len(missing)} lost"
+        answered = set(tally.answered[tenant])
+        elsewhere = AuditEvent.objects.filter(request_id__in=answered - set(stored))
+        # A key not yet in a process's memory cannot be looked up while the database is
+        # away: that request is answered 503 and audited without a tenant (none was known).
+        unattributed = set(
+            elsewhere.filter(tenant=None, status_code=503).values_list("request_id", flat=True)
+        )
+        missing = answered - set(stored) - unattributed
+        assert not missing, (
+            f"{tenant}: {len(answered)} answered, {len(missing)} without their row: "
+            f"{list(elsewhere.exclude(request_id__in=unattributed).values('tenant_id', 'status_code'))}"
+        )
         # Rows nobody saw answered: a body over the limit is refused (413) before it is
         # read, and the connection closed, so the client may fail while still sending it.
         unseen = AuditEvent.objects.filter(request_id__in=set(stored) - set(tally.answered[tenant]))
