@@ -160,10 +160,33 @@ def note_attempt(
     exchange.attempts.append(entry)
 
 
+# What a token count reported by an upstream may be: the audit row's column holds no more,
+# and a count outside this range is an upstream's bug, not usage.
+MAX_REPORTED_TOKENS = 2**31 - 1
+
+
+def _reported_tokens(exchange: Exchange, name: str, value: object) -> int:
+    """One reported token count, made billable: a negative, absurd or non-numeric count
+    must neither credit a budget (negative cost) nor bill more than the row can record,
+    so the counter and the ledger agree. What the upstream said is kept on the row."""
+    try:
+        count = int(value or 0)
+    except (TypeError, ValueError, OverflowError):
+        count = -1
+    if 0 <= count <= MAX_REPORTED_TOKENS:
+        return count
+    exchange.metadata.setdefault("usage_reported_out_of_range", {})[name] = str(value)[:40]
+    return min(max(count, 0), MAX_REPORTED_TOKENS)
+
+
 def usage_from(exchange: Exchange, usage: object) -> None:
     if isinstance(usage, dict):
-        exchange.prompt_tokens = int(usage.get("prompt_tokens") or 0)
-        exchange.completion_tokens = int(usage.get("completion_tokens") or 0)
+        exchange.prompt_tokens = _reported_tokens(
+            exchange, "prompt_tokens", usage.get("prompt_tokens")
+        )
+        exchange.completion_tokens = _reported_tokens(
+            exchange, "completion_tokens", usage.get("completion_tokens")
+        )
 
 
 def estimate_usage_if_missing(exchange: Exchange, usage_seen: bool) -> None:

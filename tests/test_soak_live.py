@@ -317,6 +317,8 @@ def test_soak_loses_no_row_and_keeps_counters_equal_to_the_ledger(world):
         assert unseen.count() <= tally.transport_errors
     assert tally.statuses["alpha"][200] > 100 and tally.statuses["beta"][200] > 100
 
+    # An upstream reporting negative usage must not credit anyone's spend.
+    assert not AuditEvent.objects.filter(cost_usd__lt=0).exists()
     client = redis.Redis.from_url(own_redis.url)
     for budget in Budget.objects.select_related("tenant"):
         period = period_for(budget.period, _now())
