@@ -45,6 +45,16 @@ def redaction_rule_upsert(
     )
 
 
+def redaction_rule_move(*, rule: RedactionRule, position: int) -> bool:
+    """Put `rule` at `position` in the order rules apply; False if it was there already.
+    A save, not a queryset update, so the proxy's snapshot hears of it."""
+    if rule.position == position:
+        return False
+    rule.position = position
+    rule.save(update_fields=["position"])
+    return True
+
+
 def redaction_rule_delete(*, rule: RedactionRule) -> None:
     rule.delete()
 

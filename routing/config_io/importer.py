@@ -34,7 +34,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from audit.models import RedactionRule
-from audit.services import redaction_rule_delete, redaction_rule_upsert
+from audit.services import redaction_rule_delete, redaction_rule_move, redaction_rule_upsert
 from billing.models import Budget, RateLimit, Scope
 from billing.services import Subject, budgets_replace, rate_limits_replace
 from gateway_project.lib.upsert import Change, SyncResult
@@ -329,7 +329,16 @@ class _Importer:
                     position=position,
                 )
             self.report.add("redaction_rules", result.change)
-        return {conf.name for conf in self.config.redaction_rules}
+        names = {conf.name for conf in self.config.redaction_rules}
+        if not self.report.prune:
+            # Rules the file does not name (the defaults, an admin's) apply after the
+            # file's, in their own order: positions stay distinct, so what an export lists
+            # is the order rules apply in, and importing it again changes nothing.
+            others = RedactionRule.objects.exclude(name__in=names).order_by("position", "id")
+            for offset, rule in enumerate(others):
+                if redaction_rule_move(rule=rule, position=len(names) + offset):
+                    self.report.add("redaction_rules", Change.UPDATED)
+        return names
 
     def prune(self, routes: set[int], rules: set[str]) -> None:
         for route in Route.objects.exclude(pk__in=routes):
