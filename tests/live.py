@@ -135,11 +135,15 @@ class GatewayProcess:
 
 
 class RedisServer:
-    """A throwaway redis-server on its own port, so the test may kill it."""
+    """A throwaway redis-server on its own port, so the test may kill it.
 
-    def __init__(self, *, password: str = "") -> None:
+    With a `directory`, what it saves there (SAVE) comes back when it is started again on
+    the same port: a restart that restores old data, not an empty one."""
+
+    def __init__(self, *, password: str = "", directory: Path | None = None) -> None:
         self.port = free_port()
         self.password = password
+        self.directory = directory
         credentials = f":{password}@" if password else ""
         self.url = f"redis://{credentials}127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen | None = None
@@ -152,6 +156,7 @@ class RedisServer:
                 str(self.port),
                 "--bind",
                 "127.0.0.1",
+                *(["--dir", str(self.directory)] if self.directory else []),
                 "--save",
                 "",
                 "--appendonly",
@@ -172,6 +177,7 @@ class RedisServer:
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)  # a stopped (SIGSTOP) one cannot die yet
             self.process.kill()
             self.process.wait()
 

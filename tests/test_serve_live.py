@@ -118,6 +118,11 @@ def test_sigterm_to_make_serve_stops_uvicorn_gracefully_with_no_orphan(transacti
 
         make.send_signal(signal.SIGTERM)
         make.wait(30)
+        # uvicorn's children go with it; multiprocessing's resource tracker among them
+        # leaves once it reads end-of-file on its pipe, a moment after uvicorn has exited.
+        deadline = time.monotonic() + 5
+        while any(alive(pid) for pid in [server, *workers]) and time.monotonic() < deadline:
+            time.sleep(0.05)
         for pid in [server, *workers]:
             assert not alive(pid), f"{cmdline(pid)} outlived make"
         log = log_path.read_text()

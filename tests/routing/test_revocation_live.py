@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import shutil
 import signal
-import subprocess
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -21,7 +19,7 @@ import redis
 from gateway_project.lib import generation
 from tenants.services import api_key_revoke
 from tests import factories
-from tests.live import GatewayProcess, free_port, stop_quietly
+from tests.live import GatewayProcess, RedisServer, stop_quietly
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -31,58 +29,14 @@ pytestmark = [
 HELLO = [{"role": "user", "content": "hello"}]
 
 
-class PersistentRedis:
-    """A redis-server of this test's own that can be killed and started again on the same
-    port with the data it had saved (so the old generation token comes back with it)."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.directory = directory
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> PersistentRedis:
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(self.directory),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis.from_url(self.url)
-        for _ in range(100):
-            try:
-                client.ping()
-                return self
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def kill(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGCONT)  # a stopped process cannot die yet
-            self.process.kill()
-            self.process.wait()
-
-
 @pytest.fixture
 def own_redis(tmp_path, settings, monkeypatch):
-    server = PersistentRedis(tmp_path).start()
+    server = RedisServer(directory=tmp_path).start()
     # This process announces its changes on the test's Redis, like the admin would.
     settings.REDIS_URL = server.url
     monkeypatch.setattr(generation, "_sync_client", None)
     yield server
-    server.kill()
+    server.stop()
 
 
 @pytest.fixture
@@ -91,7 +45,7 @@ def issued(transactional_db):
     return factories.make_key(factories.make_tenant("acme"))
 
 
-def gateway_for(server: PersistentRedis, *, max_age: float) -> GatewayProcess:
+def gateway_for(server: RedisServer, *, max_age: float) -> GatewayProcess:
     return GatewayProcess(
         extra_env={
             "REDIS_URL": server.url,
@@ -127,7 +81,7 @@ def test_a_key_revoked_while_redis_is_down_is_refused_once_redis_is_back(
     try:
         assert status(gateway, issued.plaintext) == 200
         redis.Redis.from_url(own_redis.url).save()  # the generation the gateway holds
-        own_redis.kill()
+        own_redis.stop()
         api_key_revoke(api_key=issued.api_key)  # committed; the announcement fails
         assert status(gateway, issued.plaintext) == 200  # nothing has told the gateway yet
         time.sleep(1)
