@@ -9,21 +9,25 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
-from django.core.paginator import Paginator
-from django.db import connections
 from django.db.models import Model, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
-from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from audit.models import AuditEvent, RedactionRule
 from audit.redaction import compile_rules
 from audit.selectors import audit_backlog, audit_dead_letter_list
-from audit.services import audit_dead_letters_replay
+from audit.services import (
+    audit_dead_letters_replay,
+    redaction_rule_create,
+    redaction_rule_delete,
+    redaction_rule_update,
+)
+from gateway_project.lib.admin_writes import adopt, stored, values_of
+from gateway_project.lib.paginator import EstimatedCountPaginator
 
 _DEAD_LETTERS_SHOWN = 200
 _PRE_STYLE = (
@@ -67,9 +71,11 @@ class RuleListForm(forms.ModelForm):
 
 @admin.register(RedactionRule)
 class RedactionRuleAdmin(admin.ModelAdmin):
-    """Saved by ModelAdmin, not redaction_rule_upsert: the upsert is keyed by name, which the
-    form may change. The form runs RedactionRule.clean() and saves the model, so the rules
-    are the ones the service enforces and post_save still invalidates the snapshot."""
+    """Saved, from the change form and from the editable list alike, and deleted through
+    audit.services (`redaction_rule_create`/`_update`/`_delete`, by id: the form may rename
+    a rule, which redaction_rule_upsert's name key would not follow). The form has already
+    run RedactionRule.clean(), which the service runs again; post_save invalidates the
+    proxy's snapshot."""
 
     list_display = ("name", "detector", "scope", "replacement", "enabled", "position")
     list_display_links = ("name",)
@@ -80,6 +86,22 @@ class RedactionRuleAdmin(admin.ModelAdmin):
 
     def get_changelist_form(self, request: HttpRequest, **kwargs: Any) -> type[forms.ModelForm]:
         return super().get_changelist_form(request, form=RuleListForm, **kwargs)
+
+    def save_model(
+        self, request: HttpRequest, obj: RedactionRule, form: forms.Form, change: bool
+    ) -> None:
+        values = values_of(obj, form.fields)
+        if change:
+            adopt(obj, redaction_rule_update(rule=stored(obj), **values).instance)
+        else:
+            adopt(obj, redaction_rule_create(**values))
+
+    def delete_model(self, request: HttpRequest, obj: RedactionRule) -> None:
+        redaction_rule_delete(rule=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[RedactionRule]) -> None:
+        for rule in queryset:
+            redaction_rule_delete(rule=rule)
 
     def get_urls(self) -> list[URLPattern]:
         test = path(
@@ -112,49 +134,6 @@ class RedactionRuleAdmin(admin.ModelAdmin):
 
 
 # --- Audit log ---------------------------------------------------------------------------------
-
-
-class EstimatedCountPaginator(Paginator):
-    """A paginator that never runs an unbounded COUNT(*).
-
-    Counting a Postgres table of millions of rows reads all of it. Without filters the
-    planner's own estimate (pg_class.reltuples) is good enough to draw the page links;
-    with filters the count stops at `cap` rows and the changelist says "cap+".
-    """
-
-    cap = 10_000
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.is_estimate = False
-        self.is_capped = False
-
-    @cached_property
-    def count(self) -> int:
-        queryset: QuerySet[Any] = self.object_list  # type: ignore[assignment]
-        if not queryset.query.where and connections[queryset.db].vendor == "postgresql":
-            estimate = self._planner_estimate(queryset)
-            # Below the cap an exact count is cheap, and reltuples is -1 before the first
-            # ANALYZE, so small or fresh tables fall through to counting.
-            if estimate > self.cap:
-                self.is_estimate = True
-                return estimate
-        counted = queryset.order_by().values("pk")[: self.cap + 1].count()
-        if counted > self.cap:
-            self.is_capped = True
-            return self.cap
-        return counted
-
-    @staticmethod
-    def _planner_estimate(queryset: QuerySet[Any]) -> int:
-        connection = connections[queryset.db]
-        table = connection.ops.quote_name(queryset.model._meta.db_table)
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(%s)", [table]
-            )
-            row = cursor.fetchone()
-        return int(row[0]) if row and row[0] is not None else -1
 
 
 def _pretty_json(value: Any) -> SafeString:

@@ -1,18 +1,18 @@
 """Inserting a batch of audit rows: COPY on Postgres, bulk_create elsewhere.
 
+The only insert of AuditEvent rows: every row, whether the writer thread's or a spool or
+dead-letter replay's, comes here through audit.store.write_rows, so sanitizing, bad-row
+isolation and the exactly-once lookup by request_id cover all of them.
+
 The writer thread shares the GIL with the event loop, so every microsecond of Python it
 spends per row can hold up a request. `bulk_create` prepares every field of every row
-through the ORM's compiler (about 0.3 ms of CPU per row in the benchmark profile). On
-Postgres the batch goes through psycopg's COPY instead: one statement, each row's values
-picked in one C call (`operator.itemgetter`), formatted by psycopg's C code, and only the
-JSON columns encoded in Python (by orjson). Measured, the writer's CPU per row: 28-32 us
-when each value went through a Python function of its own, 18-20 us like this (plus about
-0.3 ms a batch, whatever its size); Postgres's own CPU 40-60 us. (One INSERT of the whole
-batch as a JSON document, parsed by `json_populate_recordset`, took 13 us of Python but
-67-80 us of Postgres CPU, which on a small machine the requests pay too.) Both paths insert the same columns with the same
-defaults, and either inserts the whole batch or nothing (COPY is one statement;
-bulk_create runs in one transaction), so the writer's retry and bad-row isolation work the
-same on both.
+through the ORM's compiler. On Postgres the batch goes through psycopg's COPY instead: one
+statement, each row's values picked in one C call (`operator.itemgetter`), formatted by
+psycopg's C code, and only the JSON columns encoded in Python (by orjson, once, while
+sanitizing). bench/README.md has the figures, and the alternatives measured. Both paths
+insert the same columns with the same defaults, and either inserts the whole batch or
+nothing (COPY is one statement; bulk_create runs in one transaction), so the writer's
+retry and bad-row isolation work the same on both.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from typing import Any
 import orjson
 from django.db import connection, models
 
+from audit.json_columns import EncodedJson
 from audit.models import AuditEvent
-from audit.sanitize import EncodedJson
 
 
 class _Layout:
@@ -36,7 +36,8 @@ class _Layout:
         fields = [field for field in AuditEvent._meta.concrete_fields if not field.primary_key]
         quote = connection.ops.quote_name
         self.statement = "COPY {} ({}) FROM STDIN".format(
-            quote(AuditEvent._meta.db_table), ", ".join(quote(field.column) for field in fields)
+            quote(AuditEvent._meta.db_table),
+            ", ".join(quote(field.column) for field in fields),  # type: ignore[arg-type]  # concrete: a column
         )
         self.defaults = {field.attname: field.get_default() for field in fields}
         self.values = operator.itemgetter(*(field.attname for field in fields))

@@ -232,8 +232,13 @@ _API_KEY = re.compile(
 # '_', so one substring test rules a whole family out: testing all ten markers on every
 # text took about three times as long.
 _KEY_MARKERS_DASH = ("sk-", "xox")  # sk-..., xox?-...
-_KEY_MARKERS_UNDERSCORE = ("gh", "github_pat_", "k_live_", "k_test_")  # gh?_..., ?k_live_...
-_KEY_MARKERS_OTHER = ("AKIA", "ASIA", "AIza")
+_KEY_MARKERS_UNDERSCORE: tuple[str, ...] = (
+    "gh",
+    "github_pat_",
+    "k_live_",
+    "k_test_",
+)  # gh?_..., ?k_live_...
+_KEY_MARKERS_OTHER: tuple[str, ...] = ("AKIA", "ASIA", "AIza")
 if "_" in KEY_MARK:
     _KEY_MARKERS_UNDERSCORE += (KEY_MARK,)
 else:  # pragma: no cover

@@ -83,7 +83,14 @@ class AuditEvent(models.Model):
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
     total_tokens = models.PositiveIntegerField(default=0)
+    # As the upstream reported them: cached input tokens are part of prompt_tokens,
+    # reasoning tokens part of completion_tokens.
+    cached_tokens = models.PositiveIntegerField(default=0)
+    reasoning_tokens = models.PositiveIntegerField(default=0)
     cost_usd = models.DecimalField(max_digits=18, decimal_places=10, default=0)
+    # The price book's version that priced the request (billing.models.PriceVersion; no
+    # FK: audit sits below billing).
+    price_version_id = models.BigIntegerField(null=True, blank=True)
     prompt = models.JSONField(default=list, blank=True, help_text="Messages, after redaction.")
     response = models.TextField(blank=True, help_text="After redaction.")
     attempt_log = models.JSONField(default=list, blank=True)

@@ -18,6 +18,11 @@ hide. Every write path (the admin's `clean()`, the config importer) validates pa
 with `compile_pattern`, so this only happens if rows are edited behind its back. In the
 same spirit, a field of the audit row whose redaction fails is withheld, never stored.
 
+The rules in force travel as data (audit.row.RedactionRules: the snapshot stamps them on
+every audit row) and are compiled here through one cache, `compiled_rules`, so the snapshot
+and the writer thread share one compiled copy. What counts as text in a payload is
+audit/payloads.py; which columns of an audit row hold free text, audit/row_text.py.
+
 A fresh install gets default rules (e-mail, phone, card, IBAN, API keys; audit only) from
 the data migration `audit/migrations/0003_default_redaction_rules.py`.
 """
@@ -27,34 +32,32 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from audit.detectors import BUILT_IN, Check, Trigger
+from audit.payloads import (
+    GATEWAY_OWNED_BODY_FIELDS,
+    Redact,
+    gather_item,
+    redact_messages,
+    walk_item,
+)
+from audit.row import RedactionRules, RuleLike
+from audit.row_text import gather_texts, redact_fields, withhold
 
 try:  # Python 3.11 renamed the parser module; both expose the same structures.
-    from re import _constants as _sre_constants  # type: ignore[attr-defined]
-    from re import _parser as _sre_parse  # type: ignore[attr-defined]
+    from re import _constants as _sre_constants  # type: ignore[attr-defined]  # private, untyped module
+    from re import _parser as _sre_parse  # type: ignore[attr-defined]  # private, untyped module
 except ImportError:  # pragma: no cover
-    import sre_constants as _sre_constants  # type: ignore[no-redef]
-    import sre_parse as _sre_parse  # type: ignore[no-redef]
+    import sre_constants as _sre_constants
+    import sre_parse as _sre_parse
 
 logger = logging.getLogger(__name__)
 MAX_PATTERN_LENGTH = 1000
 UPSTREAM_SCOPE = "audit_and_upstream"
 REGEX_DETECTOR = "regex"
-
-Redact = Callable[[str], str]
-
-
-class RuleLike(Protocol):
-    name: str
-    detector: str
-    pattern: str
-    replacement: str
-    scope: str
-
 
 # --- pattern safety ---------------------------------------------------------------------------
 _REPEATS = {_sre_constants.MAX_REPEAT, _sre_constants.MIN_REPEAT}
@@ -233,9 +236,15 @@ def _run(rules: tuple[CompiledRule, ...], text: str) -> str:
 class CompiledRules:
     """The redaction rules of one snapshot; immutable and safe to share across threads."""
 
-    __slots__ = ("_audit", "_upstream", "has_upstream_rules", "names")
+    __slots__ = ("_audit", "_upstream", "has_upstream_rules", "names", "rules")
 
-    def __init__(self, audit: Iterable[CompiledRule], upstream: Iterable[CompiledRule]) -> None:
+    def __init__(
+        self,
+        rules: RedactionRules,
+        audit: Iterable[CompiledRule],
+        upstream: Iterable[CompiledRule],
+    ) -> None:
+        self.rules = rules  # what these were compiled from: what an audit row carries
         self._audit = tuple(audit)
         self._upstream = tuple(upstream)
         self.has_upstream_rules = bool(self._upstream)
@@ -272,17 +281,17 @@ class CompiledRules:
         """
         if not self.has_upstream_rules:
             return body
-        sent = {k: v for k, v in body.items() if k not in _GATEWAY_OWNED_BODY_FIELDS}
+        sent = {k: v for k, v in body.items() if k not in GATEWAY_OWNED_BODY_FIELDS}
         texts: list[str] = []
-        _gather_item(None, sent, texts, protocol=True)
+        gather_item(None, sent, texts, protocol=True)
         rules = _rules_to_run(self._upstream, texts)
         if not rules:
             return body  # nothing to mask: no copy either
         redact = functools.partial(_run, rules)
         return {
             key: value
-            if key in _GATEWAY_OWNED_BODY_FIELDS
-            else _walk_item(key, value, redact, keys=False, protocol=True)
+            if key in GATEWAY_OWNED_BODY_FIELDS
+            else walk_item(key, value, redact, keys=False, protocol=True)
             for key, value in body.items()
         }
 
@@ -296,7 +305,7 @@ class CompiledRules:
             return fields
         texts: list[str] = []
         try:
-            _gather_row(fields, texts)
+            gather_texts(fields, texts)
             rules = _rules_to_run(self._audit, texts)
         except Exception:
             # The writer must not lose the row, and must not store it unredacted either.
@@ -304,248 +313,43 @@ class CompiledRules:
             return withhold(fields)
         if not rules:
             return fields  # nothing to redact: stored as it came, not even copied
-        return _audit_row(fields, functools.partial(_run, rules))
+        return redact_fields(fields, functools.partial(_run, rules))
 
 
 def compile_rules(rules: Iterable[RuleLike]) -> CompiledRules:
-    """Compile rules in the order given (callers pass them ordered by position)."""
+    """Compile the enabled ones of `rules` in the order given (callers order them by
+    position), uncached: for one-off uses like the admin's preview of an unsaved rule."""
+    return _compile(RedactionRules.of(rules))
+
+
+def _compile(rules: RedactionRules) -> CompiledRules:
     audit: list[CompiledRule] = []
     upstream: list[CompiledRule] = []
-    for rule in rules:
-        if not getattr(rule, "enabled", True):
-            continue
-        compiled = compile_rule(rule)
+    for spec in rules.specs:
+        compiled = compile_rule(spec)
         audit.append(compiled)
-        if rule.scope == UPSTREAM_SCOPE:
+        if spec.scope == UPSTREAM_SCOPE:
             upstream.append(compiled)
-    return CompiledRules(audit, upstream)
+    return CompiledRules(rules, audit, upstream)
 
 
-NO_RULES = CompiledRules((), ())
+@functools.lru_cache(maxsize=16)
+def compiled_rules(rules: RedactionRules) -> CompiledRules:
+    """The compiled form of `rules`, compiled once per process whoever asks first: the
+    snapshot (for the upstream copy) or the writer thread (for a row's audit copy).
+
+    A small cache suffices: rows carry the rules of the snapshot they were served under,
+    and only a configuration change makes new ones. Raises ValueError like compile_rule."""
+    return _compile(rules)
 
 
-class UnknownRules:
-    """Stands in for the rules when a row has none to go by (the configuration could not
-    be loaded for its request): every free-text field is withheld, since whatever rules
-    are in force might have covered it."""
-
-    def audit_row(self, fields: dict) -> dict:
+def redact_row(rules: RedactionRules | None, fields: dict) -> dict:
+    """A row's columns with the rules in force for it applied (see CompiledRules.audit_row);
+    with no rules to go by (None) every free-text field is withheld instead, since
+    whatever rules are in force might have covered it."""
+    if rules is None:
         return withhold(fields)
+    return compiled_rules(rules).audit_row(fields)
 
 
-UNKNOWN_RULES = UnknownRules()
-
-
-# --- OpenAI-shaped payloads -------------------------------------------------------------------
-# String values that are protocol enums, not prose: a custom pattern that happened to
-# match "user", "function" or "auto" must not turn a request into one the provider
-# refuses. (Not inside `metadata`: there these are just the client's key names.)
-_PROTOCOL_KEYS = frozenset(
-    {"role", "type", "format", "detail", "tool_choice", "reasoning_effort", "service_tier"}
-)
-# Free-form maps of the client's own: no key in them is protocol.
-_FREE_FORM_FIELDS = frozenset({"metadata"})
-# Set by the gateway for each target, after redaction.
-_GATEWAY_OWNED_BODY_FIELDS = frozenset({"model"})
-# Content parts whose payload is base64: a pattern matching inside one finds noise, not
-# words, and rewriting it would corrupt the audio or file sent upstream.
-_ENCODED_PART_FIELDS = {"input_audio": "data", "file": "file_data"}
-
-
-def _is_encoded(text: str) -> bool:
-    """A `data:...;base64,` URL (an inline image or file): bytes, not text to redact."""
-    return text.startswith("data:") and ";base64," in text[:256]
-
-
-def _copy(value: Any) -> Any:
-    """A deep copy of JSON-shaped data, much cheaper than copy.deepcopy."""
-    if isinstance(value, dict):
-        return {key: _copy(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_copy(item) for item in value]
-    return value
-
-
-def _walk(value: Any, redact: Redact, *, keys: bool = False, protocol: bool = True) -> Any:
-    """A redacted deep copy of JSON-shaped data: every string value is redacted (and every
-    key too when `keys`), except base64 payloads and, when `protocol`, protocol enums.
-    The input is never modified: the same body is still read by the cache and the token
-    counter."""
-    if isinstance(value, str):
-        return value if _is_encoded(value) else redact(value)
-    if isinstance(value, list):
-        return [_walk(item, redact, keys=keys, protocol=protocol) for item in value]
-    if not isinstance(value, dict):
-        return value
-    out: dict = {}
-    for key, item in value.items():
-        new = _walk_item(key, item, redact, keys=keys, protocol=protocol)
-        if keys and isinstance(key, str):
-            key = _free_key(out, redact(key))
-        out[key] = new
-    return out
-
-
-def _walk_item(key: Any, item: Any, redact: Redact, *, keys: bool, protocol: bool) -> Any:
-    """The redacted copy of one value of a JSON object, whose key says what it is."""
-    if protocol and isinstance(item, str) and key in _PROTOCOL_KEYS:
-        return item
-    if protocol and isinstance(item, dict) and key in _ENCODED_PART_FIELDS:
-        encoded = _ENCODED_PART_FIELDS[key]
-        return {
-            name: _copy(part)
-            if name == encoded
-            else _walk_item(name, part, redact, keys=keys, protocol=protocol)
-            for name, part in item.items()
-        }
-    return _walk(item, redact, keys=keys, protocol=protocol and key not in _FREE_FORM_FIELDS)
-
-
-def _gather_item(key: Any, item: Any, out: list[str], *, protocol: bool) -> None:
-    """Append to `out` every text `_walk_item(key, item, ...)` would redact, and the keys
-    (more text only makes `_rules_to_run` run more rules, never fewer). A loop, not
-    recursion: this runs for every row and every upstream body, so it is kept tight."""
-    append = out.append
-    stack = [(key, item, protocol)]
-    pop, push = stack.pop, stack.append
-    while stack:
-        key, item, protocol = pop()
-        if isinstance(item, str):
-            if not (protocol and key in _PROTOCOL_KEYS) and not _is_encoded(item):
-                append(item)
-        elif isinstance(item, dict):
-            encoded = _ENCODED_PART_FIELDS.get(key) if protocol else None
-            inner = protocol and key not in _FREE_FORM_FIELDS
-            for name, child in item.items():
-                if isinstance(name, str):
-                    append(name)
-                if encoded is None or name != encoded:  # base64 payloads are not text
-                    push((name, child, inner))
-        elif isinstance(item, list):
-            inner = protocol and key not in _FREE_FORM_FIELDS
-            for child in item:
-                push((None, child, inner))
-
-
-def _gather_row(fields: dict, out: list[str]) -> None:
-    for name in AUDIT_TEXT_FIELDS:
-        value = fields.get(name)
-        if isinstance(value, str) and value:
-            out.append(value)
-    for name in AUDIT_JSON_FIELDS:
-        _gather_item(None, fields.get(name), out, protocol=name == "prompt")
-
-
-def _free_key(taken: dict, key: str) -> str:
-    # Two keys redacted to the same text ("[EMAIL]") must not overwrite each other.
-    if key not in taken:
-        return key
-    suffix = 2
-    while f"{key}#{suffix}" in taken:
-        suffix += 1
-    return f"{key}#{suffix}"
-
-
-def redact_message(message: Any, redact: Redact) -> Any:
-    """A redacted copy of one chat message: content, content parts, `name`, tool call
-    arguments (redacted in the JSON string itself, so their formatting is kept), refusals
-    and any field a newer API version adds."""
-    return _walk(message, redact)
-
-
-def redact_messages(messages: list, redact: Redact) -> list:
-    """A redacted deep copy of OpenAI chat messages; the input is never modified."""
-    if not isinstance(messages, list):
-        return _copy(messages)
-    return [redact_message(message, redact) for message in messages]
-
-
-def redact_completion(body: Any, redact: Redact) -> Any:
-    """A redacted copy of a `chat.completion` (or legacy `text_completion`) response."""
-    if not isinstance(body, dict):
-        return _copy(body)
-    out = _copy(body)
-    choices = out.get("choices")
-    if isinstance(choices, list):
-        for choice in choices:
-            if not isinstance(choice, dict):
-                continue
-            if "message" in choice:
-                choice["message"] = redact_message(choice["message"], redact)
-            if isinstance(choice.get("text"), str):
-                choice["text"] = redact(choice["text"])
-    return out
-
-
-def redact_value(value: Any, redact: Redact) -> Any:
-    """A redacted copy of any JSON-shaped value: every string value in it is redacted."""
-    return _walk(value, redact)
-
-
-# --- the audit row ----------------------------------------------------------------------------
-# Every column of AuditEvent that can hold what a client wrote, or what an upstream wrote
-# back (its error messages often quote the prompt). The others are the gateway's own:
-# ids, the tenant slug, the key's public prefix, configured provider and model names.
-AUDIT_TEXT_FIELDS = ("route", "requested_model", "error_type", "error_message", "response")
-# JSON columns: every string in them. Metadata keys too: tag names are the client's.
-AUDIT_JSON_FIELDS = ("prompt", "attempt_log", "metadata")
-WITHHELD = "[redaction failed: withheld]"
-
-
-@functools.cache
-def _column_lengths() -> dict[str, int]:
-    """max_length of the text columns: a replacement longer than what it hides must not
-    push a row past what the database accepts."""
-    from audit.models import AuditEvent
-
-    lengths = {}
-    for name in AUDIT_TEXT_FIELDS:
-        length = getattr(AuditEvent._meta.get_field(name), "max_length", None)
-        if length:
-            lengths[name] = length
-    return lengths
-
-
-def _withheld(name: str, value: Any) -> Any:
-    if name == "prompt":
-        return [{"role": "system", "content": WITHHELD}]
-    if name == "metadata":
-        # The gateway's own flags (numbers, booleans) are kept; every text goes.
-        kept = {
-            key: item
-            for key, item in (value.items() if isinstance(value, dict) else ())
-            if isinstance(item, bool | int | float)
-        }
-        return {**kept, "redaction": "failed: withheld"}
-    if name == "attempt_log":
-        return [{"redaction": "failed: withheld"}] if value else []
-    return WITHHELD[: _column_lengths().get(name, len(WITHHELD))] if value else value
-
-
-def withhold(fields: dict) -> dict:
-    """The row with every free-text field replaced by a marker (error codes are kept)."""
-    for name in (*AUDIT_TEXT_FIELDS, *AUDIT_JSON_FIELDS):
-        if name in fields and name != "error_type":
-            fields[name] = _withheld(name, fields[name])
-    return fields
-
-
-def _audit_row(fields: dict, redact: Redact) -> dict:
-    lengths = _column_lengths()
-    for name in (*AUDIT_TEXT_FIELDS, *AUDIT_JSON_FIELDS):
-        value = fields.get(name)
-        if not value:
-            continue
-        try:
-            if isinstance(value, str):
-                value = redact(value)
-                limit = lengths.get(name)
-                fields[name] = value[:limit] if limit else value
-            else:
-                free_form = name != "prompt"  # the prompt is protocol; the rest is ours
-                fields[name] = _walk(value, redact, keys=name == "metadata", protocol=not free_form)
-        except Exception:
-            # Never store what could not be redacted.
-            logger.exception("redaction of %s failed for %s", name, fields.get("request_id"))
-            fields[name] = _withheld(name, value)
-    return fields
+NO_RULES = _compile(RedactionRules(()))

@@ -1,10 +1,16 @@
-"""Writes for redaction rules. The admin, commands and importer call these."""
+"""Writes for redaction rules and the audit log. The admin, commands and importer call these.
+
+A rule is validated (`RedactionRule.clean` refuses an invalid or unsafe regex) and saved
+through the model, so post_save tells the proxy's config snapshot; an update writes only
+when a value differs.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 from django.conf import settings
 from django.utils import timezone
@@ -12,8 +18,49 @@ from django.utils import timezone
 from audit import spool
 from audit.models import AuditEvent, RedactionRule
 from audit.sanitize import sanitize_row
-from audit.writer import replay_spool_file, write_rows
-from gateway_project.lib.upsert import Upserted, upsert
+from audit.store import replay_spool_file, write_rows
+from gateway_project.lib.upsert import Upserted, update_fields, upsert
+
+
+class RedactionRuleChanges(TypedDict, total=False):
+    name: str
+    detector: str
+    pattern: str
+    replacement: str
+    scope: str
+    enabled: bool
+    position: int
+
+
+def redaction_rule_create(
+    *,
+    name: str,
+    detector: str,
+    pattern: str = "",
+    replacement: str = "[REDACTED]",
+    scope: str = RedactionRule.Scope.AUDIT,
+    enabled: bool = True,
+    position: int = 0,
+) -> RedactionRule:
+    rule = RedactionRule(
+        name=name,
+        detector=detector,
+        pattern=pattern,
+        replacement=replacement,
+        scope=scope,
+        enabled=enabled,
+        position=position,
+    )
+    rule.full_clean()
+    rule.save()
+    return rule
+
+
+def redaction_rule_update(
+    *, rule: RedactionRule, **changes: Unpack[RedactionRuleChanges]
+) -> Upserted[RedactionRule]:
+    """Bring the fields given to these values (a rename included)."""
+    return update_fields(rule, changes)
 
 
 def redaction_rule_upsert(

@@ -1,8 +1,11 @@
 """Audit rows kept on local disk: the spool (rows waiting for the database) and the dead
 letters (rows the database refused).
 
-Both hold rows already redacted and sanitized, one JSON object a line, under
-settings.STATE_DIR:
+Both hold rows already redacted and sanitized (audit.store.prepare), one JSON object a
+line: the AuditEvent column values by attname, plus the writer's own `_`-prefixed markers
+(`_dead_letter`). The format has not changed since the rows were dicts, so files left by
+any earlier version replay as they are; sanitizing repairs what a line may lack or hold
+extra. Under settings.STATE_DIR:
 
 - `audit-spool/<ns>-<pid>-<seq>-<rows>.jsonl`: one file per spill (a shutdown during a
   database outage, or a queue past AUDIT_QUEUE_MAX). Written to a temporary name, fsync'd,
@@ -34,7 +37,7 @@ from pathlib import Path
 import orjson
 from django.conf import settings
 
-from audit.sanitize import row_to_json
+from audit.json_columns import row_to_json
 
 logger = logging.getLogger(__name__)
 _SEQUENCE = itertools.count()

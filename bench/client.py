@@ -66,7 +66,7 @@ class Connection(asyncio.Protocol):
         return conn
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = transport
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
@@ -370,7 +370,7 @@ async def held_open(
     }
 
 
-def run(coro):  # type: ignore[no-untyped-def]
+def run(coro):
     try:
         import uvloop
     except ImportError:

@@ -7,7 +7,7 @@ POST through each client with `--concurrency` requests in flight, and prints the
 this process spent per request (the upstream's CPU is not counted) and the rate reached:
 
 - httpx with its default transport (httpcore over anyio);
-- the gateway's upstream client (providers/transport.py: httpx's API over aiohttp, with
+- the gateway's upstream client (providers/aiohttp_transport.py: httpx's API over aiohttp, with
   the lean `send`);
 - a bare aiohttp session, the floor for what an asyncio client can cost.
 
@@ -38,7 +38,7 @@ async def main(url: str, requests: int, concurrency: int) -> None:
     import httpx
     import orjson
 
-    from providers.transport import new_upstream_client
+    from providers.aiohttp_transport import new_upstream_client
 
     body = orjson.dumps(dict(BODY, model="bench-model"))
     headers = {"content-type": "application/json", "authorization": "Bearer bench"}

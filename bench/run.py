@@ -321,7 +321,7 @@ def sql_rows(query: str) -> list[tuple]:
         return conn.execute(query).fetchall()
 
 
-def redis_client():  # type: ignore[no-untyped-def]
+def redis_client():
     import redis
 
     return redis.Redis.from_url(REDIS_URL)
@@ -725,7 +725,7 @@ CONFIGS = [
 ]
 
 
-def start_gateway(  # type: ignore[no-untyped-def]
+def start_gateway(
     procs: Processes,
     workdir: Path,
     name: str,
@@ -845,7 +845,7 @@ def litellm_command() -> list[str] | None:
     return None
 
 
-def start_litellm(procs: Processes, workdir: Path, upstream_port: int, cmd: list[str]):  # type: ignore[no-untyped-def]
+def start_litellm(procs: Processes, workdir: Path, upstream_port: int, cmd: list[str]):
     port = free_port()
     config = workdir / "litellm.yaml"
     config.write_text(
@@ -930,7 +930,7 @@ def get(results: dict, *path: str) -> float | None:
         if not isinstance(node, dict) or key not in node:
             return None
         node = node[key]
-    return node  # type: ignore[return-value]
+    return node
 
 
 def coalesced_pct(stream: dict | None) -> float | None:
@@ -962,19 +962,19 @@ def table(results: dict, info: dict, order: list[tuple[str, str]]) -> str:
     sep = "|---|" + "---|" * len(cols)
     rows: list[str] = [header, sep]
 
-    def row(title: str, cell) -> None:  # type: ignore[no-untyped-def]
+    def row(title: str, cell) -> None:
         rows.append(
             f"| {title} | " + " | ".join(cell(name, results[name]) for name, _ in cols) + " |"
         )
 
-    def throughput(key: str):  # type: ignore[no-untyped-def]
+    def throughput(key: str):
         return lambda name, r: (
             fmt(get(r, key, "rps"))
             if name == "direct"
             else ratio(get(r, key, "rps"), get(direct, key, "rps"))
         )
 
-    def latency(*path: str):  # type: ignore[no-untyped-def]
+    def latency(*path: str):
         return lambda name, r: (
             fmt(get(r, *path)) if name == "direct" else added(get(r, *path), get(direct, *path))
         )

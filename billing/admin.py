@@ -1,9 +1,10 @@
 """Admin for budgets, rate limits and the budget alerts they raised.
 
-The models' clean() checks that the scope and the related object agree; ModelAdmin runs
-it through the form, so those errors show next to the field they are about. Saves stay
-ModelAdmin's: budget_create / rate_limit_create are exactly that full_clean() and model
-save (so post_save fires), and there is no update service to share.
+The models' clean() checks that the scope and the related object agree; the form runs it,
+so those errors show next to the field they are about. Every save and delete then goes
+through billing.services (`budget_create`/`_update`/`_delete`, `rate_limit_create`/
+`_update`/`_delete`), the write path the importer uses: validated again there, written
+only when a value differs, and post_save invalidates the proxy's snapshot.
 
 A budget's current spend is read from the ledger (`billing.selectors.budget_status`), one
 aggregate query per budget shown. That is fine for a list of budgets, which is short
@@ -15,19 +16,35 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
-from django.db.models import Field, Model
+from django.db.models import Field, Model, QuerySet
 from django.http import HttpRequest
 
+from billing import terms_admin  # noqa: F401  (registers the commercial terms' admin)
 from billing.models import Budget, BudgetAlert, RateLimit
 from billing.selectors import BudgetOverruns, BudgetStatus, budget_overruns, budget_status
-from billing.services import budget_thresholds_validate
+from billing.services import (
+    BudgetSpec,
+    RateLimitSpec,
+    Subject,
+    budget_create,
+    budget_delete,
+    budget_thresholds_validate,
+    budget_update,
+    rate_limit_create,
+    rate_limit_delete,
+    rate_limit_update,
+)
+from gateway_project.lib.admin_writes import adopt, stored
 
-_SCOPE_FIELDSET = (
+if TYPE_CHECKING:
+    from django.contrib.admin.options import _FieldOpts
+
+_SCOPE_FIELDSET: tuple[str, _FieldOpts] = (
     "Applies to",
     {
         "fields": ("scope", "tenant", "api_key", "route"),
@@ -60,7 +77,7 @@ class ScopedLimitAdmin(admin.ModelAdmin):
         if db_field.name == "api_key" and formfield is not None:
             # Issuing a key from the "+" popup would close the popup on the one page that
             # shows the plaintext; keys are issued from their own page.
-            formfield.widget.can_add_related = False  # type: ignore[attr-defined]
+            formfield.widget.can_add_related = False
         return formfield
 
     @admin.display(description="applies to", ordering="scope")
@@ -76,7 +93,7 @@ class ThresholdsField(forms.CharField):
             return ", ".join(str(item) for item in value)
         return value
 
-    def to_python(self, value: Any) -> list[int]:  # type: ignore[override]
+    def to_python(self, value: Any) -> list[int]:  # type: ignore[override]  # a list, not the str the base returns
         if isinstance(value, list | tuple):
             items = list(value)
         else:
@@ -147,6 +164,20 @@ class BudgetAdmin(ScopedLimitAdmin):
             return self.fieldsets
         return (*self.fieldsets, self.status_fieldset)
 
+    def save_model(self, request: HttpRequest, obj: Budget, form: forms.Form, change: bool) -> None:
+        subject, spec = Subject.of_limit(obj), BudgetSpec.of(obj)
+        if change:
+            adopt(obj, budget_update(budget=stored(obj), subject=subject, spec=spec).instance)
+        else:
+            adopt(obj, budget_create(subject=subject, spec=spec))
+
+    def delete_model(self, request: HttpRequest, obj: Budget) -> None:
+        budget_delete(budget=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Budget]) -> None:
+        for budget in queryset:
+            budget_delete(budget=budget)
+
     @staticmethod
     def status(obj: Budget) -> BudgetStatus:
         # Every column of a row (and every read-only field of the change page) shares one
@@ -154,7 +185,7 @@ class BudgetAdmin(ScopedLimitAdmin):
         cached: BudgetStatus | None = getattr(obj, "_budget_status", None)
         if cached is None:
             cached = budget_status(budget=obj)
-            obj._budget_status = cached  # type: ignore[attr-defined]
+            obj._budget_status = cached  # type: ignore[attr-defined]  # a per-request cache on the row
         return cached
 
     @admin.display(description="spent this period")
@@ -182,7 +213,7 @@ class BudgetAdmin(ScopedLimitAdmin):
         cached: BudgetOverruns | bool | None = getattr(obj, "_budget_overruns", False)
         if cached is False:
             cached = budget_overruns(budget=obj)
-            obj._budget_overruns = cached  # type: ignore[attr-defined]
+            obj._budget_overruns = cached  # type: ignore[attr-defined]  # a per-request cache on the row
         if cached is None:
             return "unknown (Redis unreachable)"
         assert isinstance(cached, BudgetOverruns)
@@ -218,6 +249,23 @@ class RateLimitAdmin(ScopedLimitAdmin):
         _SCOPE_FIELDSET,
         ("Limit", {"fields": ("model_name", "rpm", "tpm", "enabled")}),
     )
+
+    def save_model(
+        self, request: HttpRequest, obj: RateLimit, form: forms.Form, change: bool
+    ) -> None:
+        subject, spec = Subject.of_limit(obj), RateLimitSpec.of(obj)
+        if change:
+            result = rate_limit_update(rate_limit=stored(obj), subject=subject, spec=spec)
+            adopt(obj, result.instance)
+        else:
+            adopt(obj, rate_limit_create(subject=subject, spec=spec))
+
+    def delete_model(self, request: HttpRequest, obj: RateLimit) -> None:
+        rate_limit_delete(rate_limit=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[RateLimit]) -> None:
+        for rate_limit in queryset:
+            rate_limit_delete(rate_limit=rate_limit)
 
 
 @admin.register(BudgetAlert)
@@ -260,3 +308,7 @@ class BudgetAlertAdmin(admin.ModelAdmin):
     @admin.display(description="spent")
     def spent(self, obj: BudgetAlert) -> str:
         return f"{obj.spent_tokens:,} tokens · {_money(obj.spent_cost_usd)}"
+
+
+# Register the price book and the ledger; Usage & billing, statements and roll-ups.
+from billing import finance_admin, ledger_admin  # noqa: E402, F401

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -65,3 +66,32 @@ def _add_days(day: datetime, days: int) -> datetime:
     """Calendar arithmetic in local time (a DST day is 23 or 25 hours long)."""
     naive = day.replace(tzinfo=None) + timedelta(days=days)
     return naive.replace(tzinfo=day.tzinfo)
+
+
+# Billing months: a tenant's statements run by calendar month in its billing time zone
+# (billing.models.TenantTerms.time_zone), whatever GATEWAY_BUDGET_TIMEZONE is.
+_MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])\Z")
+
+
+def billing_month_of(*, moment: datetime, time_zone: str) -> str:
+    """The billing month ("YYYY-MM") an aware moment falls in, in `time_zone`."""
+    if moment.tzinfo is None:
+        raise ValueError("A billing moment must be timezone-aware.")
+    return f"{moment.astimezone(ZoneInfo(time_zone)):%Y-%m}"
+
+
+def billing_month_bounds(*, month: str, time_zone: str) -> tuple[datetime, datetime]:
+    """[start, end) of billing month "YYYY-MM": local midnight on its first day and on the
+    next month's, as UTC moments. In UTC, so that `end - start` is the real duration (an
+    hour off its days when daylight saving starts or ends in the month): subtracting two
+    datetimes of one zone would count wall-clock time."""
+    if not _MONTH.match(month):
+        raise ValueError(f"A month is written YYYY-MM, not {month!r}.")
+    zone = ZoneInfo(time_zone)
+    start = datetime.strptime(month, "%Y-%m").replace(tzinfo=zone)
+    following = (
+        start.replace(year=start.year + 1, month=1)
+        if start.month == 12
+        else start.replace(month=start.month + 1)
+    )
+    return start.astimezone(UTC), following.astimezone(UTC)

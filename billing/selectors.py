@@ -10,9 +10,10 @@ from asgiref.sync import async_to_sync
 from django.db.models import QuerySet, Sum
 from django.utils import timezone
 
-from billing.governance import budget_counter_key, units_to_cost
-from billing.models import Budget, RateLimit
+from billing.counters import budget_counter_key, units_to_cost
+from billing.models import Budget, RateLimit, Scope, UsageLine
 from billing.periods import period_for
+from gateway_project.lib.money_sum import money_sum, money_value
 from gateway_project.lib.redis_client import async_client, is_unavailable
 
 
@@ -27,19 +28,20 @@ def rate_limit_list() -> QuerySet[RateLimit]:
 def budget_spend_in_period(
     *, scope: str, subject_id: int, start: datetime, end: datetime | None
 ) -> tuple[int, Decimal]:
-    """Tokens and cost the ledger (the audit log) holds for one budget subject and period.
+    """Tokens and cost the usage ledger (billing.models.UsageLine) holds for one budget
+    subject and period.
 
-    This is the record a budget counter is rebuilt from. Rows are attributed to the
-    period in which their request started.
+    This is the record a budget counter is rebuilt from: the ledger, not the audit log,
+    whose rows retention deletes. Only billable requests have lines, and a refused or
+    failed request costs nothing, so the sums are the audit log's. Rows are attributed to
+    the period in which their request started.
     """
-    from audit.models import AuditEvent
-
     field = {"tenant": "tenant_id", "key": "api_key_id", "route": "route_id"}[scope]
-    rows = AuditEvent.objects.filter(**{field: subject_id}, created_at__gte=start)
+    rows = UsageLine.objects.filter(**{field: subject_id}, created_at__gte=start)
     if end is not None:
         rows = rows.filter(created_at__lt=end)
-    totals = rows.aggregate(tokens=Sum("total_tokens"), cost=Sum("cost_usd"))
-    return int(totals["tokens"] or 0), Decimal(totals["cost"] or 0)
+    totals = rows.aggregate(tokens=Sum("total_tokens"), cost=money_sum("cost_usd"))
+    return int(totals["tokens"] or 0), money_value(totals["cost"])
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,7 @@ def _percent(spent: Decimal, limit: Decimal) -> Decimal:
 def budget_status(*, budget: Budget, now: datetime | None = None) -> BudgetStatus:
     """The budget's spend so far in the period containing `now` (default: now).
 
-    One aggregate query on the audit ledger, the same figures a missing Redis counter is
+    One aggregate query on the usage ledger, the same figures a missing Redis counter is
     rebuilt from. It does not see reservations of requests still in flight, nor rows the
     audit writer has not flushed yet (a fraction of a second), so it can trail the live
     counter the proxy enforces by that much.
@@ -136,3 +138,10 @@ def budget_overruns(*, budget: Budget, now: datetime | None = None) -> BudgetOve
     return BudgetOverruns(
         requests=int(requests or 0), tokens=int(tokens or 0), cost=units_to_cost(int(cost or 0))
     )
+
+
+def api_key_ids_with_limits() -> set[int]:
+    """The keys that have a budget or a rate limit of their own (the importer's prune)."""
+    limited = RateLimit.objects.filter(scope=Scope.KEY).values_list("api_key_id", flat=True)
+    budgeted = Budget.objects.filter(scope=Scope.KEY).values_list("api_key_id", flat=True)
+    return {*limited, *budgeted}

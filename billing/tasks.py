@@ -1,4 +1,4 @@
-"""Background jobs for budgets."""
+"""Background jobs: budget alerts, daily roll-ups of the usage ledger, report files."""
 
 from __future__ import annotations
 
@@ -21,3 +21,26 @@ def budget_alert_record(
         spent_cost=Decimal(spent_cost),
     )
     return alert is not None
+
+
+@app.task
+def billing_rollup_pending() -> dict[str, int | None]:
+    """Rebuild the daily roll-ups of the ledger lines written since the last run (beat,
+    every BILLING_ROLLUP_INTERVAL_SECONDS). Idempotent, and safe to overlap: runs take
+    turns on the cursor."""
+    from billing.rollups import rollup_pending
+
+    summary = rollup_pending()
+    return {"days": summary.days, "rows": summary.rows, "cursor": summary.cursor}
+
+
+@app.task
+def billing_report_build(export_id: str) -> str | None:
+    """Build a requested report file (billing.report_exports); its status when done.
+    Idempotent: a finished export is left alone."""
+    # Imported here: the proxy queues budget alerts from this module, and must not load
+    # the report writers (XlsxWriter) for that.
+    from billing import report_exports
+
+    export = report_exports.report_export_build(export_id=export_id)
+    return export.status if export is not None else None

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import gc
 import os
+from typing import Any
 
 from django.core.asgi import get_asgi_application
 
@@ -20,6 +21,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway_project.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
 from django.core.exceptions import RequestAborted  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix  # noqa: E402
 from django.test.utils import override_settings  # noqa: E402
@@ -27,6 +29,7 @@ from django.urls import set_script_prefix  # noqa: E402
 
 from audit.writer import audit_writer  # noqa: E402
 from gateway_project.lib import after_response, request_body  # noqa: E402
+from gateway_project.lib.request_body import Receive, Send  # noqa: E402
 
 
 class ProxyASGIHandler(ASGIHandler):
@@ -36,7 +39,7 @@ class ProxyASGIHandler(ASGIHandler):
     together about a third of its CPU in the benchmark profile (bench/README.md):
     - the synchronous built-in middleware (sessions, CSRF, auth, messages, ...): each one
       runs in a thread. The proxy needs none of it (no cookies, sessions or forms), so
-      it gets only the async request-id middleware;
+      it gets only PROXY_MIDDLEWARE (request id, CORS, 405 in the envelope);
     - `ThreadSensitiveContext` per request, which starts a new executor thread for it;
     - the `request_started` / `request_finished` signals, whose receivers are synchronous
       (`close_old_connections`, `reset_queries`, closing caches) and so run in that
@@ -51,23 +54,27 @@ class ProxyASGIHandler(ASGIHandler):
     """
 
     def load_middleware(self, is_async: bool = False) -> None:
-        with override_settings(MIDDLEWARE=["gateway_project.lib.middleware.RequestIdMiddleware"]):
+        with override_settings(MIDDLEWARE=settings.PROXY_MIDDLEWARE):
             super().load_middleware(is_async)
 
-    async def __call__(self, scope, receive, send):  # type: ignore[no-untyped-def]
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         await self.handle(scope, receive, send)
 
-    async def handle(self, scope, receive, send):  # type: ignore[no-untyped-def]
+    async def handle(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         # The body is not read here, as Django's handler would (all of it, spooled to disk
         # past 2.5 MB): the view authenticates from the headers first, then receives the
         # body up to the caller's limit (gateway_project/lib/request_body).
         body = request_body.PendingBody.from_scope(scope, receive)
         set_script_prefix(get_script_prefix(scope))
-        request, error_response = self.create_request(scope, request_body.NOT_RECEIVED_YET)
+        request, error_response = self.create_request(
+            scope,
+            request_body.NOT_RECEIVED_YET,  # type: ignore[arg-type]  # a body file that is not one
+        )
         if request is None:
+            assert error_response is not None  # create_request returns one or the other
             await self.send_response(error_response, send)
             return
-        request.pending_body = body
+        request.pending_body = body  # type: ignore[attr-defined]  # read back by request_body
 
         # Work the request owes after its answer (the budget settlement): run below, once
         # the response is out, still within this call (gateway_project/lib/after_response).
@@ -92,7 +99,7 @@ class ProxyASGIHandler(ASGIHandler):
             await self.listen_for_disconnect(receive)
 
         # As in Django's handler: a client that disconnects cancels the view, which
-        # abandons the upstream call and still writes its audit row (routing.proxy).
+        # abandons the upstream call and still writes its audit row (routing.proxy.handler).
         listening = asyncio.create_task(listen_for_disconnect())
         processing = asyncio.create_task(process_request())
         try:
@@ -128,7 +135,7 @@ proxy_asgi_app = ProxyASGIHandler()
 _router = ProtocolTypeRouter({"http": django_asgi_app})
 
 
-async def application(scope, receive, send):  # type: ignore[no-untyped-def]
+async def application(scope: dict[str, Any], receive: Receive, send: Send) -> None:
     if scope["type"] == "lifespan":
         while True:
             message = await receive()

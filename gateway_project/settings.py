@@ -87,6 +87,8 @@ INSTALLED_APPS = [
     # Listed so /docs renders Swagger UI from its bundled static files, not from a CDN.
     "ninja",
     "rest_framework",
+    # The management API's OpenAPI schema (/api/v1/schema/, gateway_project/rest_urls.py).
+    "drf_spectacular",
     # Management API tokens, hashed and expiring: knox's machinery, our model
     # (tenants.ManagementToken, KNOX_TOKEN_MODEL below). manage.py management_token_issue.
     "knox",
@@ -104,8 +106,15 @@ INSTALLED_APPS = [
 if sys.argv[1:2] == ["runserver"]:
     INSTALLED_APPS.insert(0, "daphne")
 
-MIDDLEWARE = [
+# The proxy API (/v1/) runs only PROXY_MIDDLEWARE (gateway_project/asgi.py); these see it
+# only under Django's test client. The two proxy ones touch nothing outside /v1/.
+PROXY_MIDDLEWARE = [
     "gateway_project.lib.middleware.RequestIdMiddleware",
+    "gateway_project.lib.cors.ProxyCorsMiddleware",
+    "gateway_project.lib.middleware.ProxyMethodNotAllowedMiddleware",
+]
+MIDDLEWARE = [
+    *PROXY_MIDDLEWARE,
     "django.middleware.security.SecurityMiddleware",
     # Static files (the admin's styles, Swagger UI) straight from STATIC_ROOT under uvicorn,
     # before sessions and auth: a stylesheet needs neither.
@@ -145,7 +154,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": STATE_DIR / "db.sqlite3",
+            "NAME": str(STATE_DIR / "db.sqlite3"),
             # WAL lets the audit writer append while the admin reads.
             "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL;", "timeout": 20},
         }
@@ -176,8 +185,18 @@ else:
     CELERY_BROKER_URL = "memory://"
 CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", not REDIS_URL)
 CELERY_TASK_ACKS_LATE = True
+# Billing roll-ups (billing.rollups): how often beat rebuilds the days of new ledger lines,
+# and how long a line id must have been seen before the cursor may pass it
+# (billing.rollup_cursor). Months close that many minutes after their end (billing.closing).
+BILLING_ROLLUP_INTERVAL_SECONDS = envint("BILLING_ROLLUP_INTERVAL_SECONDS", 300)
+BILLING_ROLLUP_SETTLE_SECONDS = envint("BILLING_ROLLUP_SETTLE_SECONDS", 60)
+BILLING_CLOSE_GRACE_MINUTES = envint("BILLING_CLOSE_GRACE_MINUTES", 60)
 CELERY_BEAT_SCHEDULE = {
     "audit-purge-expired": {"task": "audit.tasks.audit_purge_expired", "schedule": 3600.0},
+    "billing-rollup-pending": {
+        "task": "billing.tasks.billing_rollup_pending",
+        "schedule": float(BILLING_ROLLUP_INTERVAL_SECONDS),
+    },
 }
 
 # --- Auth, i18n, static ----------------------------------------------------------------------
@@ -204,6 +223,14 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["gateway_project.lib.drf_permissions.ModelPermissions"],
     "EXCEPTION_HANDLER": "gateway_project.lib.drf.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "LLM Gateway management API",
+    "DESCRIPTION": "Tenants, keys, routes, cache statistics and billing. Authenticate with "
+    "`Authorization: Token <token>` (manage.py management_token_issue) or the admin session.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
 }
 
 # Management API tokens (django-rest-knox): only a SHA-512 digest is stored. The model is
@@ -244,7 +271,7 @@ GATEWAY_SNAPSHOT_CHECK_SECONDS = envfloat("GATEWAY_SNAPSHOT_CHECK_SECONDS", 1.0)
 # move: the bound on how long a committed change (a revoked key) can go unseen whatever
 # Redis did when it was announced (a lost bump, a token nobody can read).
 GATEWAY_SNAPSHOT_MAX_AGE_SECONDS = envfloat("GATEWAY_SNAPSHOT_MAX_AGE_SECONDS", 30.0)
-# API keys each process keeps in memory after their first use (routing.snapshot.KeyDirectory).
+# API keys each process keeps in memory after their first use (tenants.snapshot.KeyDirectory).
 GATEWAY_KEY_CACHE_SIZE = envint("GATEWAY_KEY_CACHE_SIZE", 50_000)
 # The largest proxy request body, received only after the key is checked (413 past it;
 # a declared Content-Length over it is refused before a byte is read).
@@ -254,6 +281,14 @@ GATEWAY_MAX_BODY_BYTES = envint("GATEWAY_MAX_BODY_BYTES", 4 * 1024 * 1024)
 GATEWAY_MAX_MESSAGES = envint("GATEWAY_MAX_MESSAGES", 2000)
 GATEWAY_MAX_CONTENT_PARTS = envint("GATEWAY_MAX_CONTENT_PARTS", 10_000)
 DATA_UPLOAD_MAX_MEMORY_SIZE = GATEWAY_MAX_BODY_BYTES + 1024
+# Browser origins that may call the proxy API (/v1/ only): comma-separated
+# `https://app.example.com` origins, or `*` (safe: credentials are never allowed, keys
+# travel in headers). Empty, the default: no CORS headers, preflights get 405.
+GATEWAY_CORS_ALLOWED_ORIGINS = [
+    origin.rstrip("/").lower() for origin in envlist("GATEWAY_CORS_ALLOWED_ORIGINS")
+]
+# How long a browser may cache a preflight's answer.
+GATEWAY_CORS_MAX_AGE_SECONDS = envint("GATEWAY_CORS_MAX_AGE_SECONDS", 600)
 # The audit writer batches rows off the response path.
 AUDIT_FLUSH_INTERVAL_SECONDS = envfloat("AUDIT_FLUSH_INTERVAL_SECONDS", 0.2)
 AUDIT_BATCH_SIZE = envint("AUDIT_BATCH_SIZE", 500)

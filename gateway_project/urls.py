@@ -8,14 +8,14 @@ from django.urls import include, path, re_path, reverse_lazy
 from gateway_project import views
 from gateway_project.api import api
 from gateway_project.lib.ratelimit import ratelimited_admin_login
-from routing.admin_cache import clear_cache_view
+from routing.cache.admin import clear_cache_view
 
 admin.site.site_header = "LLM Gateway"
 admin.site.site_title = "LLM Gateway admin"
 admin.site.index_title = "Tenants, keys, routes and the audit log"
 # "View site" leads to the landing page, not to a 404 (which, with DEBUG on, lists every
 # URL pattern).
-admin.site.site_url = reverse_lazy("landing")
+admin.site.site_url = reverse_lazy("landing")  # type: ignore[assignment]  # a lazy str: URLs load later
 
 handler404 = "gateway_project.views.not_found"
 handler500 = "gateway_project.views.server_error"

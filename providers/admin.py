@@ -1,9 +1,9 @@
 """Admin for upstream providers and the models (with prices) they serve.
 
-Saved by ModelAdmin and its inline formset, not provider_upsert / provider_model_upsert:
-those are keyed by name, which these forms may change. The forms run each model's
-full_clean() and save through the model, so the rules are the services' and post_save
-still invalidates the proxy's snapshot.
+Every save and delete, the inline model rows' included, goes through providers.services
+(`provider_create`/`_update`/`_delete`, `provider_model_create`/`_update`/`_delete`), the
+write path the importer and commands use: a change is validated there and written only
+when a value differs, and post_save invalidates the proxy's snapshot.
 
 The resilience settings (timeouts, retries, the circuit breaker's threshold and
 cool-down) are plain fields here; ProviderForm refuses the values the model would store
@@ -25,10 +25,12 @@ from django.contrib.admin.views.main import ChangeList
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Count, QuerySet
+from django.forms import BaseModelFormSet
 from django.http import HttpRequest
 from django.utils.html import format_html_join
 from django.utils.safestring import mark_safe
 
+from gateway_project.lib.admin_writes import adopt, save_inline, stored, values_of
 from providers.circuit import (
     CLOSED,
     HALF_OPEN,
@@ -39,6 +41,14 @@ from providers.circuit import (
     target_key,
 )
 from providers.models import Provider, ProviderModel
+from providers.services import (
+    provider_create,
+    provider_delete,
+    provider_model_create,
+    provider_model_delete,
+    provider_model_update,
+    provider_update,
+)
 
 UNAVAILABLE = "unknown (Redis unreachable)"
 
@@ -110,16 +120,33 @@ class ProviderForm(forms.ModelForm):
         for name, minimum in _MINIMUMS.items():
             field = self.fields.get(name)
             if isinstance(field, forms.DecimalField | forms.IntegerField):
-                field.min_value = minimum
+                field.min_value = minimum  # type: ignore[assignment]  # Decimal on a DecimalField
                 field.validators.append(MinValueValidator(minimum))
                 field.widget.attrs["min"] = minimum
 
 
+_MODEL_FIELDS = ("name", "input_per_million", "output_per_million", "context_window")
+
+# A model's prices are Finance's: changing one adds a version to the price book (billing
+# listens to these saves, billing/price_book.py), so it takes the permission to add one.
+# Without it the prices show read-only, and a model added here starts at the defaults (0)
+# until Finance prices it. A permission name, not an import: billing sits above us.
+_PRICE_FIELDS = ("input_per_million", "output_per_million")
+PRICE_PERMISSION = "billing.add_priceversion"
+
+
+def _price_fields_locked(request: HttpRequest) -> tuple[str, ...]:
+    return () if request.user.has_perm(PRICE_PERMISSION) else _PRICE_FIELDS
+
+
 class ProviderModelInline(admin.TabularInline):
     model = ProviderModel
-    fields = ("name", "input_per_million", "output_per_million", "context_window")
+    fields = _MODEL_FIELDS
     ordering = ("name",)
     extra = 0
+
+    def get_readonly_fields(self, request: HttpRequest, obj: models.Model | None = None) -> Any:
+        return (*super().get_readonly_fields(request, obj), *_price_fields_locked(request))
 
 
 @admin.register(Provider)
@@ -189,7 +216,7 @@ class ProviderAdmin(admin.ModelAdmin):
         providers = list(changelist.result_list)
         states = _states_for([key for provider in providers for key in _keys(provider)])
         for provider in providers:
-            provider._circuit_states = states  # type: ignore[attr-defined]
+            provider._circuit_states = states
         return changelist
 
     @admin.display(description="circuits")
@@ -197,8 +224,8 @@ class ProviderAdmin(admin.ModelAdmin):
         if obj.pk is None:
             return "—"
         if not hasattr(obj, "_circuit_states"):  # the change page: this provider only
-            obj._circuit_states = _states_for(_keys(obj))  # type: ignore[attr-defined]
-        return _circuit_lines(obj, obj._circuit_states)  # type: ignore[attr-defined]
+            obj._circuit_states = _states_for(_keys(obj))  # type: ignore[attr-defined]  # a per-request cache on the row
+        return _circuit_lines(obj, obj._circuit_states)  # type: ignore[attr-defined]  # set just above or by the changelist
 
     @admin.action(description="Reset circuit (close it for every model of the selected providers)")
     def reset_circuit(self, request: HttpRequest, queryset: QuerySet[Provider]) -> None:
@@ -219,6 +246,36 @@ class ProviderAdmin(admin.ModelAdmin):
             messages.SUCCESS,
         )
 
+    def save_model(
+        self, request: HttpRequest, obj: Provider, form: forms.Form, change: bool
+    ) -> None:
+        values = values_of(obj, form.fields)
+        if change:
+            adopt(obj, provider_update(provider=stored(obj), **values).instance)
+        else:
+            adopt(obj, provider_create(**values))
+
+    def save_formset(
+        self, request: HttpRequest, form: forms.Form, formset: BaseModelFormSet, change: bool
+    ) -> None:
+        save_inline(
+            formset,
+            create=lambda row: provider_model_create(
+                provider=row.provider, **values_of(row, _MODEL_FIELDS)
+            ),
+            update=lambda old, row: provider_model_update(
+                provider_model=old, **values_of(row, _MODEL_FIELDS)
+            ),
+            delete=lambda row: provider_model_delete(provider_model=row),
+        )
+
+    def delete_model(self, request: HttpRequest, obj: Provider) -> None:
+        provider_delete(provider=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Provider]) -> None:
+        for provider in queryset:
+            provider_delete(provider=provider)
+
     @admin.display(description="secret set here?", boolean=True)
     def secret_present(self, obj: Provider) -> bool | None:
         # Only this admin process's environment: the gateway workers may differ, which is
@@ -229,7 +286,7 @@ class ProviderAdmin(admin.ModelAdmin):
 
     @admin.display(description="models", ordering="model_total")
     def model_count(self, obj: Provider) -> int:
-        return obj.model_total  # type: ignore[attr-defined]
+        return obj.model_total  # type: ignore[attr-defined]  # annotated by get_queryset
 
 
 @admin.register(ProviderModel)
@@ -249,6 +306,25 @@ class ProviderModelAdmin(admin.ModelAdmin):
     autocomplete_fields = ("provider",)
     ordering = ("provider__name", "name")
 
+    def get_readonly_fields(self, request: HttpRequest, obj: models.Model | None = None) -> Any:
+        return (*super().get_readonly_fields(request, obj), *_price_fields_locked(request))
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[ProviderModel]:
         # __str__ names the provider, and the autocomplete view renders it for every hit.
         return super().get_queryset(request).select_related("provider")
+
+    def save_model(
+        self, request: HttpRequest, obj: ProviderModel, form: forms.Form, change: bool
+    ) -> None:
+        values = values_of(obj, form.fields)
+        if change:
+            adopt(obj, provider_model_update(provider_model=stored(obj), **values).instance)
+        else:
+            adopt(obj, provider_model_create(**values))
+
+    def delete_model(self, request: HttpRequest, obj: ProviderModel) -> None:
+        provider_model_delete(provider_model=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ProviderModel]) -> None:
+        for provider_model in queryset:
+            provider_model_delete(provider_model=provider_model)

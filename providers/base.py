@@ -18,10 +18,43 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
 import httpx
+
+MILLION = Decimal(1_000_000)
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """One version of a model's prices (USD per million tokens), in force from
+    `effective_from` (billing.models.PriceVersion, passed down as data)."""
+
+    version_id: int | None
+    effective_from: datetime
+    input_per_million: Decimal
+    output_per_million: Decimal
+    cached_input_per_million: Decimal | None = None
+
+    def cost(self, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> Decimal:
+        """Cached input tokens are part of the prompt tokens (as upstreams report them),
+        priced at the cached price when there is one."""
+        cached = min(max(cached_tokens, 0), prompt_tokens)
+        total = (
+            Decimal(prompt_tokens - cached) * self.input_per_million
+            + Decimal(completion_tokens) * self.output_per_million
+        )
+        if cached:
+            cached_price = self.cached_input_per_million
+            total += Decimal(cached) * (
+                self.input_per_million if cached_price is None else cached_price
+            )
+        return total / MILLION
+
+
+_NO_TIME = datetime.min
 
 
 @dataclass(frozen=True)
@@ -48,18 +81,51 @@ class Target:
     circuit_failure_threshold: int = 5
     circuit_cooldown_s: int = 30
     extra: dict = field(default_factory=dict, hash=False, compare=False)
+    # The price book's version in force when the snapshot was built (None: no version,
+    # the model's own columns), and the versions that take effect later, in order: a
+    # scheduled price takes effect at its time, without waiting for a rebuild.
+    price_version_id: int | None = None
+    cached_input_per_million: Decimal | None = None
+    later_prices: tuple[Price, ...] = field(default=(), hash=False, compare=False)
+
+    def price_at(self, when: datetime | None) -> Price:
+        """The price in force at `when` (a request's start)."""
+        price = Price(
+            self.price_version_id,
+            _NO_TIME,
+            self.input_per_million,
+            self.output_per_million,
+            self.cached_input_per_million,
+        )
+        if when is not None:
+            for later in self.later_prices:
+                if later.effective_from > when:
+                    break
+                price = later
+        return price
 
     @property
     def key(self) -> str:
         """Stable name of this target across config rebuilds (circuit and latency state)."""
         return f"{self.provider_name}/{self.model}"
 
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> Decimal:
-        million = Decimal(1_000_000)
-        return (
-            Decimal(prompt_tokens) * self.input_per_million
-            + Decimal(completion_tokens) * self.output_per_million
-        ) / million
+    def cost(
+        self,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cached_tokens: int = 0,
+        *,
+        at: datetime | None = None,
+    ) -> Decimal:
+        return self.price_at(at).cost(prompt_tokens, completion_tokens, cached_tokens)
+
+    @property
+    def highest_prices(self) -> tuple[Decimal, Decimal]:
+        """The highest input and output prices this target may charge before the next
+        rebuild (a scheduled rise included): what a reservation must cover."""
+        inputs = [self.input_per_million, *(p.input_per_million for p in self.later_prices)]
+        outputs = [self.output_per_million, *(p.output_per_million for p in self.later_prices)]
+        return max(inputs), max(outputs)
 
 
 class UpstreamError(Exception):

@@ -20,10 +20,8 @@ When Redis cannot be reached, every circuit counts as closed (requests are never
 because of the breaker), records are dropped, Redis is left alone for REDIS_RETRY_SECONDS,
 and the problem is logged at most every LOG_EVERY_SECONDS.
 
-Settings (read with getattr, so they need not exist):
-GATEWAY_CIRCUIT_CACHE_SECONDS (0.5), GATEWAY_CIRCUIT_WINDOW_SECONDS (60),
-GATEWAY_CIRCUIT_MIN_ATTEMPTS (20), GATEWAY_CIRCUIT_FAILURE_RATE (0.5),
-GATEWAY_CIRCUIT_PROBE_LEASE_SECONDS (default: the target's connect + total timeouts + 5 s).
+The Redis side (the circuit.lua calls, the settings that tune them) is
+providers/circuit_lua.py.
 """
 
 from __future__ import annotations
@@ -38,24 +36,17 @@ import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from django.conf import settings
 
 from gateway_project.lib import redis_client
+from providers import circuit_lua as lua
 from providers.base import Target
+from providers.circuit_lua import KEY_PREFIX, Tuning
 
 logger = logging.getLogger(__name__)
 
-KEY_PREFIX = "gw:cb:"
-CACHE_SECONDS = 0.5
-WINDOW_SECONDS = 60.0
-WINDOW_BUCKETS = 12  # the window slides in steps of WINDOW_SECONDS / WINDOW_BUCKETS
-MIN_ATTEMPTS = 20
-FAILURE_RATE = 0.5
-PROBE_LEASE_MARGIN_SECONDS = 5.0
 REDIS_RETRY_SECONDS = 1.0
 LOG_EVERY_SECONDS = 30.0
 FORGET_AFTER_SECONDS = 600.0  # cached keys no request asked about for this long are dropped
@@ -64,11 +55,6 @@ FORGET_AFTER_SECONDS = 600.0  # cached keys no request asked about for this long
 NEUTRAL_KINDS = frozenset({"client_error", "cancelled"})
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
-_CLOSED, _OPEN, _PROBING = 0, 1, 2  # the codes circuit.lua returns
-
-_script = redis_client.register_script(
-    "circuit", Path(__file__).resolve().parent / "lua" / "circuit.lua"
-)
 # The probes granted to the current request (task), so only their answers decide.
 _probes: contextvars.ContextVar[dict[tuple[int, str], str] | None] = contextvars.ContextVar(
     "circuit_probes", default=None
@@ -98,37 +84,9 @@ class CircuitState:
         return data
 
 
-@dataclass(slots=True)
-class _Entry:
-    code: int
-    failures: int
-    window_failures: int
-    window_attempts: int
-    opened_ms: int
-    probe_ms: int
-    lease_ms: int
-    fetched: float
-    used: float
-
-    @property
-    def clean(self) -> bool:
-        return self.code == _CLOSED and self.failures == 0 and self.window_failures == 0
-
-
-_CLEAN = (_CLOSED, 0, 0, 0, 0, 0, 0)
-
-
 def target_key(provider: str, model: str) -> str:
     """`Target.key` from names (the admin and health views have rows, not targets)."""
     return f"{provider}/{model}"
-
-
-def _setting(name: str, default: float) -> float:
-    return float(getattr(settings, name, default))
-
-
-def _as_ints(raw: Sequence[Any]) -> list[int]:
-    return [int(value) for value in raw]
 
 
 def _when(ms: int) -> datetime | None:
@@ -154,46 +112,17 @@ class Breaker:
     ) -> None:
         self.redis_url = redis_url
         self.clock = clock
-        self._cache_seconds = cache_seconds
-        self._window_seconds = window_seconds
-        self._min_attempts = min_attempts
-        self._failure_rate = failure_rate
-        self._entries: dict[str, _Entry] = {}
+        self._tuning = Tuning(cache_seconds, window_seconds, min_attempts, failure_rate)
+        self._entries: dict[str, lua.CachedState] = {}
         self._refreshing: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task] = (
             weakref.WeakKeyDictionary()
         )
         self._down_until = 0.0
         self._last_log = float("-inf")
 
-    # --- settings ------------------------------------------------------------------------------
     @property
     def cache_seconds(self) -> float:
-        if self._cache_seconds is not None:
-            return self._cache_seconds
-        return _setting("GATEWAY_CIRCUIT_CACHE_SECONDS", CACHE_SECONDS)
-
-    def _window_args(self, now_ms: int) -> list[int]:
-        window = self._window_seconds
-        if window is None:
-            window = _setting("GATEWAY_CIRCUIT_WINDOW_SECONDS", WINDOW_SECONDS)
-        window_ms = max(int(window * 1000), WINDOW_BUCKETS)
-        return [now_ms, window_ms, window_ms // WINDOW_BUCKETS]
-
-    def _rate_args(self) -> list[int]:
-        attempts = self._min_attempts
-        if attempts is None:
-            attempts = int(_setting("GATEWAY_CIRCUIT_MIN_ATTEMPTS", MIN_ATTEMPTS))
-        rate = self._failure_rate
-        if rate is None:
-            rate = _setting("GATEWAY_CIRCUIT_FAILURE_RATE", FAILURE_RATE)
-        return [max(int(attempts), 1), round(rate * 1000)]
-
-    @staticmethod
-    def _lease_ms(target: Target) -> int:
-        lease = getattr(settings, "GATEWAY_CIRCUIT_PROBE_LEASE_SECONDS", None)
-        if lease is None:
-            lease = target.connect_timeout_s + target.timeout_s + PROBE_LEASE_MARGIN_SECONDS
-        return max(int(float(lease) * 1000), 1)
+        return self._tuning.cache_seconds()
 
     # --- the hot path --------------------------------------------------------------------------
     async def allow(self, target: Target) -> bool:
@@ -218,10 +147,10 @@ class Breaker:
         due: list[Target] = []
         for key, target in unique.items():
             entry = self._entries.get(key)
-            if entry is None or entry.code == _CLOSED:
+            if entry is None or entry.code == lua.CLOSED_CODE:
                 result[key] = True
-            elif (entry.code == _OPEN and now_ms >= entry.probe_ms) or (
-                entry.code == _PROBING and now_ms >= entry.lease_ms
+            elif (entry.code == lua.OPEN_CODE and now_ms >= entry.probe_ms) or (
+                entry.code == lua.PROBING_CODE and now_ms >= entry.lease_ms
             ):
                 due.append(target)
             else:
@@ -244,10 +173,10 @@ class Breaker:
         `allow()` then decides.
         """
         entry = self._entries.get(target.key)
-        if entry is None or entry.code == _CLOSED:
+        if entry is None or entry.code == lua.CLOSED_CODE:
             return False
         now_ms = int(self.clock() * 1000)
-        return now_ms < (entry.probe_ms if entry.code == _OPEN else entry.lease_ms)
+        return now_ms < (entry.probe_ms if entry.code == lua.OPEN_CODE else entry.lease_ms)
 
     async def record(self, target: Target, *, ok: bool, kind: str = "") -> None:
         """The outcome of one attempt on `target` (`kind` as in UpstreamError.kind).
@@ -261,28 +190,23 @@ class Breaker:
             entry = self._entries.get(key)
             if outcome == "release":
                 return
-            if entry is not None and (entry.clean if outcome == "ok" else entry.code != _CLOSED):
+            if entry is not None and (
+                entry.clean if outcome == "ok" else entry.code != lua.CLOSED_CODE
+            ):
                 # Clean and closed: nothing to reset. Open or probing (and not our probe):
                 # a late answer to a request sent before it opened decides nothing.
                 return
         now = self.clock()
         if now < self._down_until:
             return
-        args = [
-            "record",
-            *self._window_args(int(now * 1000)),
-            outcome,
-            token or "",
-            max(target.circuit_failure_threshold, 1),
-            int(target.circuit_cooldown_s * 1000),
-            *self._rate_args(),
-        ]
         try:
-            raw = await _script(keys=[KEY_PREFIX + key], args=args, client=self._client())
+            raw = await lua.record(
+                self._client(), self._tuning, target, now, outcome=outcome, token=token
+            )
         except Exception as exc:
             self._unavailable(exc, now)
             return
-        self._store(key, _as_ints(raw[:7]), now)
+        self._store(key, raw[:7], now)
 
     async def release(self, target: Target) -> None:
         """Hand back a probe granted by `allow()` that will not be sent after all."""
@@ -316,9 +240,9 @@ class Breaker:
             code, failures, window_failures, window_attempts, opened, probe, lease = raw[
                 8 * index : 8 * index + 7
             ]
-            if code == _CLOSED:
+            if code == lua.CLOSED_CODE:
                 state, next_probe, probing = CLOSED, 0, False
-            elif code == _OPEN:
+            elif code == lua.OPEN_CODE:
                 state, next_probe, probing = (OPEN if now_ms < probe else HALF_OPEN), probe, False
             else:
                 state, next_probe, probing = HALF_OPEN, lease, now_ms < lease
@@ -345,17 +269,13 @@ class Breaker:
         client = client if client is not None else self._client()
         now = self.clock()
         try:
-            await _script(
-                keys=[KEY_PREFIX + key for key in keys],
-                args=["reset", *self._window_args(int(now * 1000))],
-                client=client,
-            )
+            await lua.reset(client, self._tuning, keys, now)
         except Exception as exc:
             if redis_client.is_unavailable(exc):
                 raise BreakerUnavailable(str(exc)) from exc
             raise
         for key in keys:
-            self._store(key, list(_CLEAN), now)
+            self._store(key, list(lua.CLEAN), now)
 
     def forget(self) -> None:
         """Drop this process's cached states and any Redis back-off (tests)."""
@@ -407,28 +327,12 @@ class Breaker:
         return True
 
     async def _read(self, keys: list[str], now: float, client: Any) -> list[int]:
-        raw = await _script(
-            keys=[KEY_PREFIX + key for key in keys],
-            args=["read", *self._window_args(int(now * 1000))],
-            client=client,
-        )
-        return _as_ints(raw)
+        return await lua.read(client, self._tuning, keys, now)
 
     async def _grant(self, targets: list[Target], now: float) -> dict[str, bool]:
         token = f"{os.getpid()}:{uuid.uuid4().hex[:16]}"
         try:
-            raw = _as_ints(
-                await _script(
-                    keys=[KEY_PREFIX + target.key for target in targets],
-                    args=[
-                        "probe",
-                        *self._window_args(int(now * 1000)),
-                        token,
-                        *(self._lease_ms(target) for target in targets),
-                    ],
-                    client=self._client(),
-                )
-            )
+            raw = await lua.probe(self._client(), self._tuning, targets, now, token=token)
         except Exception as exc:
             self._unavailable(exc, now)
             return {target.key: True for target in targets}
@@ -438,7 +342,7 @@ class Breaker:
             values = raw[8 * index : 8 * index + 8]
             self._store(target.key, values[:7], now)
             granted[target.key] = bool(values[7])
-            if values[7] and values[0] == _PROBING:
+            if values[7] and values[0] == lua.PROBING_CODE:
                 held[(id(self), target.key)] = token
         _probes.set(held)
         return granted
@@ -455,7 +359,7 @@ class Breaker:
     def _store(self, key: str, values: Sequence[int], now: float) -> None:
         entry = self._entries.get(key)
         used = entry.used if entry is not None else now
-        self._entries[key] = _Entry(*values, fetched=now, used=used)  # type: ignore[misc]
+        self._entries[key] = lua.CachedState(*values, fetched=now, used=used)  # type: ignore[misc]  # the script's reply, unpacked
 
     def _unavailable(self, exc: Exception, now: float) -> None:
         if redis_client.is_unavailable(exc):

@@ -13,7 +13,7 @@ import httpx
 import orjson
 
 from providers.base import Target, UpstreamError, UpstreamStreamError
-from providers.http import api_key, interrupted, open_stream, post_json
+from providers.calls import api_key, interrupted, open_stream, post_json
 from providers.sse import iter_events
 
 AZURE_DEFAULT_API_VERSION = "2024-10-21"

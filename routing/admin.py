@@ -1,13 +1,15 @@
 """Admin for routes and their ordered upstream targets.
 
-Saved by ModelAdmin and its inline formset, not route_upsert: that is keyed by (tenant,
-name), which this form may change, and the formset already adds, edits and deletes
-targets row by row. Both run full_clean() and save through the model, so post_save
-invalidates the proxy's snapshot either way. RouteForm applies the one rule the model
-lacks, the semantic threshold's range, through the same validator route_upsert uses.
+Every save and delete goes through routing.services, the write path the importer and
+commands use: `route_create`/`_update`/`_delete` for the route and, row by row from the
+inline, `route_target_create`/`_update`/`_delete` (by id: the form may rename the route or
+change its owner, which route_upsert's (tenant, name) key would not follow). A change is
+validated there and written only when a value differs; post_save invalidates the proxy's
+snapshot. RouteForm applies the one rule the model lacks, the semantic threshold's range,
+through the validator the services use, so it shows next to its field.
 
 The change list offers the `clear_route_cache` action and links to the response cache's
-page (statistics, and clearing it for one tenant or all): both live in admin_cache.
+page (statistics, and clearing it for one tenant or all): both live in routing/cache/admin.py.
 """
 
 from __future__ import annotations
@@ -21,17 +23,27 @@ from django.contrib import admin
 from django.contrib.admin.options import InlineModelAdmin
 from django.core.validators import MinValueValidator
 from django.db.models import QuerySet
+from django.forms import BaseModelFormSet
 from django.http import HttpRequest, HttpResponse
 from django.template import engines
 from django.template.backends.base import BaseEngine
 from django.urls import reverse
 from django.utils.text import Truncator
 
-from routing.admin_cache import PERMISSION as CACHE_PERMISSION
-from routing.admin_cache import clear_route_cache
+from gateway_project.lib.admin_writes import adopt, save_inline, stored, values_of
+from routing.cache.admin import PERMISSION as CACHE_PERMISSION
+from routing.cache.admin import clear_route_cache
 from routing.models import Route, RouteTarget
 from routing.selectors import route_list
-from routing.services import route_semantic_threshold_validate
+from routing.services import (
+    route_create,
+    route_delete,
+    route_semantic_threshold_validate,
+    route_target_create,
+    route_target_delete,
+    route_target_update,
+    route_update,
+)
 
 _SUMMARY_CHARS = 80
 
@@ -74,9 +86,12 @@ class RouteForm(forms.ModelForm):
         return None if value is None else route_semantic_threshold_validate(value=value)
 
 
+_TARGET_FIELDS = ("position", "provider_model", "weight", "enabled")
+
+
 class RouteTargetInline(admin.TabularInline):
     model = RouteTarget
-    fields = ("position", "provider_model", "weight", "enabled")
+    fields = _TARGET_FIELDS
     autocomplete_fields = ("provider_model",)
     ordering = ("position", "id")
 
@@ -144,8 +159,8 @@ class RouteAdmin(admin.ModelAdmin):
             context["cache_url"] = reverse("cache-clear")
         return super().changelist_view(request, context)
 
-    @property  # type: ignore[override]
-    def change_list_template(self) -> Any:
+    @property
+    def change_list_template(self) -> Any:  # type: ignore[override]  # a property for a class attribute
         # TemplateResponse takes a compiled template as well as a name.
         return _change_list_template()
 
@@ -159,9 +174,37 @@ class RouteAdmin(admin.ModelAdmin):
             kwargs["initial"] = [{"position": index} for index in range(inline.get_extra(request))]
         return kwargs
 
+    def save_model(self, request: HttpRequest, obj: Route, form: forms.Form, change: bool) -> None:
+        values = values_of(obj, form.fields)
+        if change:
+            adopt(obj, route_update(route=stored(obj), **values).instance)
+        else:
+            adopt(obj, route_create(**values))
+
+    def save_formset(
+        self, request: HttpRequest, form: forms.Form, formset: BaseModelFormSet, change: bool
+    ) -> None:
+        save_inline(
+            formset,
+            create=lambda row: route_target_create(
+                route=row.route, **values_of(row, _TARGET_FIELDS)
+            ),
+            update=lambda old, row: route_target_update(
+                target=old, **values_of(row, _TARGET_FIELDS)
+            ),
+            delete=lambda row: route_target_delete(target=row),
+        )
+
+    def delete_model(self, request: HttpRequest, obj: Route) -> None:
+        route_delete(route=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Route]) -> None:
+        for route in queryset:
+            route_delete(route=route)
+
     @admin.display(description="owner", ordering="tenant__slug")
     def owner(self, obj: Route) -> str:
-        return obj.tenant.slug if obj.tenant_id else "global"  # type: ignore[union-attr]
+        return obj.tenant.slug if obj.tenant is not None else "global"
 
     @admin.display(description="targets")
     def target_summary(self, obj: Route) -> str:

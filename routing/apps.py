@@ -8,6 +8,13 @@ class RoutingConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from routing import signals
+        from routing import selectors, signals
+        from tenants import route_names
 
         signals.connect()
+        # Tenants sit below routing: they learn route names through this, not an import.
+        route_names.register(
+            route_names.RouteCatalog(
+                visible_to=selectors.route_names_visible_to, known=selectors.route_names
+            )
+        )

@@ -65,7 +65,8 @@ class Route(models.Model):
         ]
 
     def __str__(self) -> str:
-        owner = self.tenant.slug if self.tenant_id else "global"
+        # A null foreign key reads as None without a query.
+        owner = self.tenant.slug if self.tenant is not None else "global"
         return f"{self.name} ({owner})"
 
 

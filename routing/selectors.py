@@ -33,3 +33,10 @@ def route_names_visible_to(*, tenant: Tenant, among: Iterable[str] | None = None
     if among is not None:
         routes = routes.filter(name__in=list(among))
     return set(routes.values_list("name", flat=True))
+
+
+def route_names(*, limit: int) -> list[str]:
+    """The first `limit` distinct route names in name order, whoever owns them (the key form
+    lists them as a hint)."""
+    names = Route.objects.order_by("name").values_list("name", flat=True).distinct()
+    return list(names[:limit])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from routing.models import Route, RouteTarget
+from tenants.models import Tenant
 
 
 class RouteTargetSerializer(serializers.ModelSerializer):
@@ -18,7 +19,7 @@ class RouteTargetSerializer(serializers.ModelSerializer):
 
 
 class RouteSerializer(serializers.ModelSerializer):
-    tenant = serializers.SlugRelatedField(
+    tenant: serializers.SlugRelatedField[Tenant] = serializers.SlugRelatedField(
         slug_field="slug", read_only=True, help_text="null for a global route."
     )
     targets = RouteTargetSerializer(many=True, read_only=True)

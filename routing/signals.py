@@ -30,7 +30,7 @@ def _config_changed(**kwargs: object) -> None:
 
 def connect() -> None:
     from audit.models import RedactionRule
-    from billing.models import Budget, RateLimit
+    from billing.models import Budget, PriceVersion, RateLimit
     from providers.models import Provider, ProviderModel
     from routing.models import Route, RouteTarget
     from tenants.models import ApiKey, Tenant
@@ -45,6 +45,7 @@ def connect() -> None:
         RedactionRule,
         Budget,
         RateLimit,
+        PriceVersion,
     ):
         post_save.connect(_config_changed, sender=model, dispatch_uid=f"cfg-save-{model.__name__}")
         post_delete.connect(

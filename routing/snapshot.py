@@ -1,12 +1,13 @@
 """The in-process configuration snapshot that keeps the proxy path free of the ORM.
 
-Keys, tenants, routes with their targets and prices, and redaction rules are read from
-the database once, compiled into plain immutable objects, and served from memory. A
-write anywhere in the configuration sets a new cross-process generation token
-(`gateway_project.lib.generation`); each process looks at that token at most once per
-GATEWAY_SNAPSHOT_CHECK_SECONDS and rebuilds when it moved, and rebuilds any snapshot older
-than GATEWAY_SNAPSHOT_MAX_AGE_SECONDS whatever the token says. So an admin change (a
-revoked key, a suspended tenant, a new route) reaches every process within the check
+Routes with their targets and prices, tenants and API keys (`tenants/snapshot.py`), rate
+limits and budgets (`billing/rules.py`) and redaction rules are read from the database
+once, compiled into plain immutable objects, and served from memory. A write anywhere in
+the configuration sets a new cross-process generation (a random token, not a counter:
+`gateway_project.lib.generation`); each process looks at that token at most once per
+GATEWAY_SNAPSHOT_CHECK_SECONDS and rebuilds when it moved, and rebuilds any snapshot
+older than GATEWAY_SNAPSHOT_MAX_AGE_SECONDS whatever the token says. So an admin change
+(a revoked key, a suspended tenant, a new route) reaches every process within the check
 interval while Redis answers, and within the maximum age whatever Redis does; a warm
 request makes no database query at all.
 """
@@ -14,83 +15,31 @@ request makes no database query at all.
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import logging
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING, TypeGuard
 
 import orjson
 from django.conf import settings
+from django.utils import timezone
 
-from audit.redaction import CompiledRules, compile_rules
-from billing.governance import BudgetSpec, LimitSpec
+from audit.redaction import CompiledRules, compiled_rules
+from audit.row import RedactionRules
+from billing.price_book import PriceBook, load_price_book
+from billing.rules import Governance, load_governance
 from gateway_project.lib import generation
 from gateway_project.lib.db import off_loop
 from providers.base import Target
+from tenants.snapshot import KeyEntry, TenantSnapshot, load_tenant_snapshot
+
+if TYPE_CHECKING:
+    from providers.models import Provider, ProviderModel
+    from routing.models import Route, RouteTarget
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Policy:
-    """Request limits; None means none at this level."""
-
-    max_prompt_tokens: int | None = None
-    max_output_tokens: int | None = None
-    max_n: int | None = None
-    max_body_bytes: int | None = None
-    max_messages: int | None = None
-    max_depth: int | None = None
-
-    @classmethod
-    def of(cls, row: object) -> Policy:
-        return cls(**{name: getattr(row, name) for name in cls.__dataclass_fields__})
-
-    @classmethod
-    def from_values(cls, values: dict) -> Policy:
-        return cls(**{name: values[name] for name in cls.__dataclass_fields__})
-
-    def tightened_by(self, other: Policy) -> Policy:
-        """The stricter of two policies, field by field."""
-
-        def smaller(a: int | None, b: int | None) -> int | None:
-            return b if a is None else a if b is None else min(a, b)
-
-        return Policy(
-            **{
-                name: smaller(getattr(self, name), getattr(other, name))
-                for name in self.__dataclass_fields__
-            }
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class TenantEntry:
-    id: int
-    slug: str
-    name: str
-    active: bool
-    allowed_routes: frozenset[str] = frozenset()
-    policy: Policy = Policy()
-
-
-@dataclass(frozen=True, slots=True)
-class KeyEntry:
-    id: int
-    prefix: str
-    key_hash: str
-    name: str
-    tenant_id: int
-    allowed_routes: frozenset[str]
-    expires_at: datetime | None
-    revoked: bool
-    policy: Policy = Policy()  # already tightened by the tenant's
-
-    def may_use(self, route_name: str) -> bool:
-        return not self.allowed_routes or route_name in self.allowed_routes
 
 
 @dataclass(frozen=True)
@@ -108,193 +57,21 @@ class RouteEntry:
 
     @property
     def max_input_price(self) -> Decimal:
-        return max((t.input_per_million for t in self.targets), default=Decimal(0))
+        return max((t.highest_prices[0] for t in self.targets), default=Decimal(0))
 
     @property
     def max_output_price(self) -> Decimal:
-        return max((t.output_per_million for t in self.targets), default=Decimal(0))
-
-
-@dataclass(frozen=True)
-class Governance:
-    """Rate limits and budgets by what they apply to."""
-
-    global_limits: tuple[LimitSpec, ...] = ()
-    tenant_limits: dict[int, tuple[LimitSpec, ...]] = field(default_factory=dict)
-    tenant_model_limits: dict[tuple[int, str], tuple[LimitSpec, ...]] = field(default_factory=dict)
-    key_limits: dict[int, tuple[LimitSpec, ...]] = field(default_factory=dict)
-    route_limits: dict[int, tuple[LimitSpec, ...]] = field(default_factory=dict)
-    tenant_budgets: dict[int, tuple[BudgetSpec, ...]] = field(default_factory=dict)
-    key_budgets: dict[int, tuple[BudgetSpec, ...]] = field(default_factory=dict)
-    route_budgets: dict[int, tuple[BudgetSpec, ...]] = field(default_factory=dict)
-
-    def limits_for(
-        self, *, tenant_id: int, key_id: int, route_id: int, route_name: str
-    ) -> list[LimitSpec]:
-        return [
-            *self.key_limits.get(key_id, ()),
-            *self.tenant_limits.get(tenant_id, ()),
-            *self.tenant_model_limits.get((tenant_id, route_name), ()),
-            *self.route_limits.get(route_id, ()),
-            *self.global_limits,
-        ]
-
-    def budgets_for(self, *, tenant_id: int, key_id: int, route_id: int) -> list[BudgetSpec]:
-        return [
-            *self.key_budgets.get(key_id, ()),
-            *self.tenant_budgets.get(tenant_id, ()),
-            *self.route_budgets.get(route_id, ()),
-        ]
-
-
-_SUBJECT_COLUMN = {"tenant": "tenant_id", "key": "api_key_id", "route": "route_id"}
-
-
-def _build_governance() -> Governance:
-    from billing.models import Budget, RateLimit
-
-    gov = Governance()
-    scoped_limits = {
-        "tenant": gov.tenant_limits,
-        "key": gov.key_limits,
-        "route": gov.route_limits,
-    }
-    global_limits: list[LimitSpec] = []
-    limit_rows = (
-        RateLimit.objects.filter(enabled=True)
-        .order_by("id")
-        .values("id", "scope", "tenant_id", "api_key_id", "route_id", "model_name", "rpm", "tpm")
-    )
-    for row in limit_rows:
-        scope, rpm, tpm = row["scope"], row["rpm"], row["tpm"]
-        if scope == "global":
-            global_limits.append(LimitSpec(f"global:{row['id']}", rpm, tpm))
-        elif scope == "tenant" and row["model_name"]:
-            spec = LimitSpec(f"tenant-model:{row['id']}", rpm, tpm)
-            bucket = (row["tenant_id"], row["model_name"])
-            gov.tenant_model_limits[bucket] = (*gov.tenant_model_limits.get(bucket, ()), spec)
-        else:
-            subject = row[_SUBJECT_COLUMN[scope]]
-            spec = LimitSpec(f"{scope}:{row['id']}", rpm, tpm)
-            target = scoped_limits[scope]
-            target[subject] = (*target.get(subject, ()), spec)
-    scoped_budgets = {
-        "tenant": gov.tenant_budgets,
-        "key": gov.key_budgets,
-        "route": gov.route_budgets,
-    }
-    budget_rows = (
-        Budget.objects.filter(enabled=True)
-        .order_by("id")
-        .values(
-            "id",
-            "scope",
-            "tenant_id",
-            "api_key_id",
-            "route_id",
-            "period",
-            "hard",
-            "max_tokens",
-            "max_cost_usd",
-            "alert_thresholds",
-        )
-    )
-    for row in budget_rows:
-        scope = row["scope"]
-        if scope not in scoped_budgets:
-            continue
-        subject = row[_SUBJECT_COLUMN[scope]]
-        spec = BudgetSpec(
-            id=row["id"],
-            scope=scope,
-            subject_id=subject,
-            period=row["period"],
-            hard=row["hard"],
-            max_tokens=row["max_tokens"],
-            max_cost=row["max_cost_usd"],
-            thresholds=tuple(sorted(row["alert_thresholds"] or ())),
-        )
-        target = scoped_budgets[scope]
-        target[subject] = (*target.get(subject, ()), spec)
-    return Governance(
-        global_limits=tuple(global_limits),
-        tenant_limits=gov.tenant_limits,
-        tenant_model_limits=gov.tenant_model_limits,
-        key_limits=gov.key_limits,
-        route_limits=gov.route_limits,
-        tenant_budgets=gov.tenant_budgets,
-        key_budgets=gov.key_budgets,
-        route_budgets=gov.route_budgets,
-    )
-
-
-def _key_entry(row, tenants: dict[int, TenantEntry]) -> KeyEntry:  # type: ignore[no-untyped-def]
-    tenant = tenants.get(row.tenant_id)
-    own = Policy.of(row)
-    return KeyEntry(
-        id=row.id,
-        prefix=row.prefix,
-        key_hash=row.key_hash,
-        name=row.name,
-        tenant_id=row.tenant_id,
-        allowed_routes=frozenset(row.allowed_routes or ()),
-        expires_at=row.expires_at,
-        revoked=row.revoked_at is not None,
-        policy=tenant.policy.tightened_by(own) if tenant is not None else own,
-    )
-
-
-def load_key_entry(prefix: str, tenants: dict[int, TenantEntry]) -> KeyEntry | None:
-    from tenants.models import ApiKey
-
-    row = ApiKey.objects.filter(prefix=prefix).first()
-    return None if row is None else _key_entry(row, tenants)
-
-
-class KeyDirectory:
-    """The API keys this process has been shown, read from the database one at a time.
-
-    Tenants, routes and limits are few and read whole into the snapshot; keys can number
-    in the hundreds of thousands (bench: 100,000), and reading them all would cost every
-    worker tens of MB and every configuration change a full re-read. So a key is read on
-    its first use (one indexed query, in a worker thread) and then served from here with
-    no query, like the rest of the snapshot. The directory belongs to one snapshot: any
-    change to keys or tenants moves the generation, the next snapshot starts empty, and a
-    revoked, expired or new key is seen within GATEWAY_SNAPSHOT_CHECK_SECONDS as before.
-    Unknown prefixes are remembered too (as None), so a stream of bad keys costs one
-    query per distinct prefix; past `capacity` entries the oldest are forgotten.
-    """
-
-    def __init__(self, tenants: dict[int, TenantEntry], capacity: int) -> None:
-        self._tenants = tenants
-        self._capacity = max(1, capacity)
-        self._entries: dict[str, KeyEntry | None] = {}
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    async def aget(self, prefix: str) -> KeyEntry | None:
-        try:
-            return self._entries[prefix]
-        except KeyError:
-            pass
-        entry = await off_loop(functools.partial(load_key_entry, prefix, self._tenants))
-        self.remember(prefix, entry)
-        return entry
-
-    def remember(self, prefix: str, entry: KeyEntry | None) -> None:
-        entries = self._entries
-        while len(entries) >= self._capacity:
-            del entries[next(iter(entries))]  # the oldest (dicts keep insertion order)
-        entries[prefix] = entry
+        return max((t.highest_prices[1] for t in self.targets), default=Decimal(0))
 
 
 @dataclass
 class Snapshot:
+    """One process's view of the configuration, as of `generation` (the token it was built
+    under, "unknown" when it could not be read)."""
+
     generation: str
     version: str  # hash of the routing configuration, stamped on every audit row
-    tenants: dict[int, TenantEntry]
-    keys: KeyDirectory
+    tenancy: TenantSnapshot
     global_routes: dict[str, RouteEntry]
     tenant_routes: dict[tuple[int, str], RouteEntry]
     redaction: CompiledRules
@@ -317,7 +94,8 @@ class Snapshot:
         return [route for name, route in sorted(names.items()) if key.may_use(name)]
 
 
-def _target(rt, pm, provider) -> Target:  # type: ignore[no-untyped-def]
+def _target(rt: RouteTarget, pm: ProviderModel, provider: Provider, book: PriceBook) -> Target:
+    current, later = book.prices_of(pm.id)
     return Target(
         provider_id=provider.id,
         provider_name=provider.name,
@@ -326,8 +104,11 @@ def _target(rt, pm, provider) -> Target:  # type: ignore[no-untyped-def]
         api_key_env=provider.api_key_env,
         api_version=provider.api_version,
         model=pm.name,
-        input_per_million=pm.input_per_million,
-        output_per_million=pm.output_per_million,
+        input_per_million=current.input_per_million if current else pm.input_per_million,
+        output_per_million=current.output_per_million if current else pm.output_per_million,
+        cached_input_per_million=current.cached_input_per_million if current else None,
+        price_version_id=current.version_id if current else None,
+        later_prices=later,
         connect_timeout_s=float(provider.connect_timeout_s),
         timeout_s=float(provider.timeout_s),
         stub_delay_ms=provider.stub_delay_ms,
@@ -345,98 +126,116 @@ def _seconds(value: Decimal | None) -> float | None:
     return float(value) if value is not None else None
 
 
-def build_snapshot() -> Snapshot:
-    """Read the whole configuration (a handful of queries, whatever its size)."""
-    from audit.models import RedactionRule
-    from routing.models import Route, RouteTarget
-    from tenants.models import Tenant
+@dataclass
+class _Routes:
+    """The enabled routes, and what of them the configuration version hashes."""
 
-    built_at = generation.monotonic()  # before any read: the age counts from the oldest
-    # Read the generation first: a change landing while we read makes the next check rebuild.
-    try:
-        gen = generation.current()
-    except Exception:
-        # Redis away: build anyway; the next readable generation differs and rebuilds.
-        logger.warning("config generation unreadable while building the snapshot")
-        gen = "unknown"
-    # Rows as dicts, not model instances: with 10,000 tenants and as many limits and
-    # budgets (bench), building ORM objects was most of a rebuild's time. Equal policies
-    # (nearly all of them: unset) are shared.
-    policies: dict[Policy, Policy] = {}
-    tenants = {}
-    for t in Tenant.objects.values(
-        "id", "slug", "name", "status", "allowed_routes", *Policy.__dataclass_fields__
-    ):
-        policy = Policy.from_values(t)
-        tenants[t["id"]] = TenantEntry(
-            id=t["id"],
-            slug=t["slug"],
-            name=t["name"],
-            active=t["status"] == Tenant.Status.ACTIVE,
-            allowed_routes=frozenset(t["allowed_routes"] or ()),
-            policy=policies.setdefault(policy, policy),
-        )
-    targets_by_route: dict[int, list[Target]] = {}
-    version_source: list = []
-    for rt in (
+    global_routes: dict[str, RouteEntry] = field(default_factory=dict)
+    tenant_routes: dict[tuple[int, str], RouteEntry] = field(default_factory=dict)
+    version_source: list = field(default_factory=list)
+
+
+def _targets_by_route() -> dict[int, list[Target]]:
+    from routing.models import RouteTarget
+
+    targets: dict[int, list[Target]] = {}
+    rows = list(
         RouteTarget.objects.filter(enabled=True, provider_model__provider__enabled=True)
         .select_related("provider_model__provider")
         .order_by("route_id", "position", "id")
-    ):
+    )
+    book = load_price_book({rt.provider_model_id for rt in rows}, now=timezone.now())
+    for rt in rows:
         pm = rt.provider_model
-        target = _target(rt, pm, pm.provider)
-        targets_by_route.setdefault(rt.route_id, []).append(target)
-    global_routes: dict[str, RouteEntry] = {}
-    tenant_routes: dict[tuple[int, str], RouteEntry] = {}
-    for route in Route.objects.filter(enabled=True).order_by("id"):
-        entry = RouteEntry(
-            id=route.id,
-            name=route.name,
-            tenant_id=route.tenant_id,
-            strategy=route.strategy,
-            targets=tuple(targets_by_route.get(route.id, ())),
-            default_max_tokens=route.default_max_tokens,
-            cache_ttl_seconds=route.cache_ttl_seconds,
-            semantic_cache=route.semantic_cache,
-            semantic_threshold=float(route.semantic_threshold),
-            hedge_after_ms=route.hedge_after_ms,
-        )
-        if route.tenant_id is None:
-            global_routes[route.name] = entry
-        else:
-            tenant_routes[(route.tenant_id, route.name)] = entry
-        version_source.append(
+        targets.setdefault(rt.route_id, []).append(_target(rt, pm, pm.provider, book))
+    return targets
+
+
+def _route_entry(route: Route, targets: tuple[Target, ...]) -> RouteEntry:
+    return RouteEntry(
+        id=route.id,
+        name=route.name,
+        tenant_id=route.tenant_id,
+        strategy=route.strategy,
+        targets=targets,
+        default_max_tokens=route.default_max_tokens,
+        cache_ttl_seconds=route.cache_ttl_seconds,
+        semantic_cache=route.semantic_cache,
+        semantic_threshold=float(route.semantic_threshold),
+        hedge_after_ms=route.hedge_after_ms,
+    )
+
+
+def _versioned(entry: RouteEntry) -> list:
+    """What of a route changes the configuration version."""
+    return [
+        entry.tenant_id,
+        entry.name,
+        entry.strategy,
+        [
             [
-                route.tenant_id,
-                route.name,
-                route.strategy,
-                [
-                    [
-                        t.provider_name,
-                        t.kind,
-                        t.base_url,
-                        t.model,
-                        str(t.input_per_million),
-                        str(t.output_per_million),
-                        t.weight,
-                        t.timeout_s,
-                    ]
-                    for t in entry.targets
-                ],
+                t.provider_name,
+                t.kind,
+                t.base_url,
+                t.model,
+                str(t.input_per_million),
+                str(t.output_per_million),
+                t.price_version_id,
+                [p.version_id for p in t.later_prices],
+                t.weight,
+                t.timeout_s,
             ]
-        )
+            for t in entry.targets
+        ],
+    ]
+
+
+def _load_routes() -> _Routes:
+    from routing.models import Route
+
+    targets = _targets_by_route()
+    routes = _Routes()
+    for route in Route.objects.filter(enabled=True).order_by("id"):
+        entry = _route_entry(route, tuple(targets.get(route.id, ())))
+        if route.tenant_id is None:
+            routes.global_routes[route.name] = entry
+        else:
+            routes.tenant_routes[(route.tenant_id, route.name)] = entry
+        routes.version_source.append(_versioned(entry))
+    return routes
+
+
+def _read_generation() -> str:
+    # Read the generation first: a change landing while we read makes the next check rebuild.
+    try:
+        return generation.current()
+    except Exception:
+        # Redis away: build anyway; the next readable generation differs and rebuilds.
+        logger.warning("config generation unreadable while building the snapshot")
+        return "unknown"
+
+
+def build_snapshot() -> Snapshot:
+    """Read the whole configuration (a handful of queries, whatever its size)."""
+    from audit.models import RedactionRule
+
+    built_at = generation.monotonic()  # before any read: the age counts from the oldest
+    gen = _read_generation()
+    tenancy = load_tenant_snapshot(key_capacity=settings.GATEWAY_KEY_CACHE_SIZE)
+    routes = _load_routes()
     rules = list(RedactionRule.objects.filter(enabled=True).order_by("position", "id"))
-    version_source.append([[r.name, r.detector, r.pattern, r.replacement, r.scope] for r in rules])
-    version = hashlib.sha256(orjson.dumps(version_source)).hexdigest()[:16]
+    version_source = [
+        *routes.version_source,
+        [[r.name, r.detector, r.pattern, r.replacement, r.scope] for r in rules],
+    ]
     return Snapshot(
         generation=gen,
-        version=version,
-        tenants=tenants,
-        keys=KeyDirectory(tenants, settings.GATEWAY_KEY_CACHE_SIZE),
-        global_routes=global_routes,
-        tenant_routes=tenant_routes,
-        redaction=compile_rules(rules),
-        governance=_build_governance(),
+        version=hashlib.sha256(orjson.dumps(version_source)).hexdigest()[:16],
+        tenancy=tenancy,
+        global_routes=routes.global_routes,
+        tenant_routes=routes.tenant_routes,
+        redaction=compiled_rules(RedactionRules.of(rules)),
+        governance=load_governance(),
         checked_at=built_at,
         built_at=built_at,
     )
@@ -460,7 +259,7 @@ class SnapshotHolder:
     def invalidate(self) -> None:
         self._snapshot = None
 
-    def _fresh_enough(self, snap: Snapshot | None) -> bool:
+    def _fresh_enough(self, snap: Snapshot | None) -> TypeGuard[Snapshot]:
         return (
             snap is not None
             and generation.monotonic() - snap.checked_at < settings.GATEWAY_SNAPSHOT_CHECK_SECONDS
@@ -469,7 +268,7 @@ class SnapshotHolder:
     def get(self) -> Snapshot:
         snap = self._snapshot
         if self._fresh_enough(snap):
-            return snap  # type: ignore[return-value]
+            return snap
         with self._sync_lock:
             snap = self._snapshot
             now = generation.monotonic()
@@ -488,7 +287,7 @@ class SnapshotHolder:
     async def aget(self) -> Snapshot:
         snap = self._snapshot
         if self._fresh_enough(snap):
-            return snap  # type: ignore[return-value]
+            return snap
         if snap is not None and not snap.too_old(generation.monotonic()):
             try:
                 unchanged = await generation.acurrent() == snap.generation

@@ -1,4 +1,4 @@
-"""API key authentication on the proxy path, served from the config snapshot (no ORM once a
+"""API key authentication on the proxy path, served from the tenant snapshot (no ORM once a
 key has been seen)."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from django.http import HttpRequest
 
 from gateway_project.lib import errors
 from gateway_project.lib.errors import GatewayError
-from routing.snapshot import KeyEntry, Snapshot, TenantEntry
 from tenants.keys import key_prefix, looks_like_key, matches
+from tenants.snapshot import KeyEntry, TenantEntry, TenantSnapshot
 
 logger = logging.getLogger(__name__)
 
@@ -41,12 +41,12 @@ def presented_prefix(plaintext: str | None) -> str:
     return ""
 
 
-async def authenticate(snapshot: Snapshot, request: HttpRequest) -> Caller:
+async def authenticate(tenancy: TenantSnapshot, request: HttpRequest) -> Caller:
     """Identify the caller or raise the contract's 401/403.
 
     Revocation, expiry and suspension are read from the snapshot, which every process
     refreshes within GATEWAY_SNAPSHOT_CHECK_SECONDS of the change. A key's first use in a
-    snapshot reads that one key from the database (routing.snapshot.KeyDirectory).
+    snapshot reads that one key from the database (tenants.snapshot.KeyDirectory).
     """
     plaintext = presented_key(request)
     if plaintext is None:
@@ -55,7 +55,7 @@ async def authenticate(snapshot: Snapshot, request: HttpRequest) -> Caller:
         )
     try:
         entry = (
-            await snapshot.keys.aget(key_prefix(plaintext)) if looks_like_key(plaintext) else None
+            await tenancy.keys.aget(key_prefix(plaintext)) if looks_like_key(plaintext) else None
         )
     except DatabaseError:
         logger.exception("API key lookup failed")
@@ -73,7 +73,7 @@ async def authenticate(snapshot: Snapshot, request: HttpRequest) -> Caller:
         raise errors.invalid_api_key("This API key has been revoked.")
     if entry.expires_at is not None and entry.expires_at <= datetime.now(UTC):
         raise errors.invalid_api_key("This API key has expired.")
-    tenant = snapshot.tenants.get(entry.tenant_id)
+    tenant = tenancy.tenants.get(entry.tenant_id)
     if tenant is None or not tenant.active:
         raise errors.permission_denied("This tenant is suspended.", code="tenant_suspended")
     claimed = request.headers.get("x-tenant-id")

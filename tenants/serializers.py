@@ -8,7 +8,12 @@ from typing import Any
 from rest_framework import serializers
 
 from tenants.models import ApiKey, Tenant
-from tenants.services import api_key_expiry_validate, api_key_routes_validate, tenant_create
+from tenants.services import (
+    api_key_expiry_validate,
+    api_key_routes_validate,
+    tenant_create,
+    tenant_update,
+)
 
 
 class TenantSerializer(serializers.ModelSerializer):
@@ -20,14 +25,18 @@ class TenantSerializer(serializers.ModelSerializer):
     def create(self, validated_data: dict[str, Any]) -> Tenant:
         return tenant_create(**validated_data)
 
-    # update() is ModelSerializer's own, a model save (so post_save fires). Not tenant_upsert:
-    # the body may rename the slug, and an upsert by slug would make a second tenant.
+    def update(self, instance: Tenant, validated_data: dict[str, Any]) -> Tenant:
+        # By the row, not tenant_upsert: the body may rename the slug, and an upsert by slug
+        # would make a second tenant. A PATCH passes only the fields it names.
+        return tenant_update(tenant=instance, **validated_data).instance
 
 
 class ApiKeySerializer(serializers.ModelSerializer):
     """A key as anyone may see it: the prefix, never the hash."""
 
-    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    tenant: serializers.SlugRelatedField[Tenant] = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True
+    )
     status = serializers.ChoiceField(choices=ApiKey.Status.choices, read_only=True)
 
     class Meta:

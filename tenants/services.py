@@ -1,24 +1,30 @@
-"""Writes for tenants and keys. The admin, commands and APIs all call these."""
+"""Writes for tenants and keys. The admin, commands, the management API and the config
+importer all call these.
+
+Rows are saved through the model (never queryset.update() where the proxy's snapshot must
+hear of it: post_save is what invalidates it); an update writes only when a value differs.
+Route names are checked through `tenants.route_names`, which the routing app fills in.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Case, QuerySet, Value, When
 from django.utils import timezone
 from knox.models import get_digest_token
 from knox.settings import CONSTANTS as KNOX
 
 from gateway_project.lib.upsert import Upserted, update_fields, upsert
-from routing.selectors import route_names_visible_to
 from tenants.keys import generate_key, hash_key, key_prefix
 from tenants.models import ApiKey, ManagementToken, Tenant
+from tenants.route_names import route_names_visible_to
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,31 @@ class IssuedKey:
 class IssuedManagementToken:
     token: ManagementToken
     plaintext: str  # shown once; the row holds its digest
+
+
+class PolicyChanges(TypedDict, total=False):
+    """Request limits (UsagePolicy.POLICY_FIELDS); None means no limit at this level."""
+
+    max_prompt_tokens: int | None
+    max_output_tokens: int | None
+    max_n: int | None
+    max_body_bytes: int | None
+    max_messages: int | None
+    max_depth: int | None
+
+
+class TenantChanges(PolicyChanges, total=False):
+    slug: str
+    name: str
+    status: str
+    metadata: dict[str, Any]
+    allowed_routes: Sequence[str]
+
+
+class ApiKeyChanges(PolicyChanges, total=False):
+    name: str
+    allowed_routes: Sequence[str]
+    expires_at: datetime | None
 
 
 # A token's last use is written at most this often: the time is for a person deciding
@@ -132,6 +163,23 @@ def tenant_upsert(
     )
 
 
+def tenant_update(*, tenant: Tenant, **changes: Unpack[TenantChanges]) -> Upserted[Tenant]:
+    """Bring the fields given to these values (a new slug included). `allowed_routes` is
+    checked with `api_key_routes_validate` (ValidationError, code "unknown_route")."""
+    values: dict[str, Any] = dict(changes)
+    if "allowed_routes" in values:
+        values["allowed_routes"] = api_key_routes_validate(
+            tenant=tenant, allowed_routes=values["allowed_routes"]
+        )
+    return update_fields(tenant, values)
+
+
+def tenant_delete(*, tenant: Tenant) -> None:
+    """Delete a tenant with its keys, routes and limits; its audit rows keep its slug."""
+    with transaction.atomic():
+        tenant.delete()
+
+
 def tenant_set_status(*, tenant: Tenant, status: str) -> Tenant:
     """Suspend or reactivate a tenant; its keys are refused (or accepted) at once.
 
@@ -203,6 +251,23 @@ def api_key_issue(
         max_depth=max_depth,
     )
     return IssuedKey(api_key=api_key, plaintext=plaintext)
+
+
+def api_key_update(*, api_key: ApiKey, **changes: Unpack[ApiKeyChanges]) -> Upserted[ApiKey]:
+    """Bring the fields given to these values. `allowed_routes` is checked like the
+    issuing form checks it; an expiry may be in the past (the key may have expired since).
+    The tenant, prefix and hash of a key never change."""
+    values: dict[str, Any] = dict(changes)
+    if "allowed_routes" in values:
+        values["allowed_routes"] = api_key_routes_validate(
+            tenant=api_key.tenant, allowed_routes=values["allowed_routes"]
+        )
+    return update_fields(api_key, values)
+
+
+def api_key_delete(*, api_key: ApiKey) -> None:
+    """Delete a key outright (revoking keeps it on record: usually what is wanted)."""
+    api_key.delete()
 
 
 def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
@@ -291,10 +356,8 @@ def api_key_configure(
     """Bring an issued key's settings to these values (configuration import). A policy
     field left out means no limit; `name` None keeps the current name. Saved only when
     something differs, so an unchanged key leaves the proxy's snapshot alone."""
-    values: dict[str, Any] = {
-        "allowed_routes": api_key_routes_validate(
-            tenant=api_key.tenant, allowed_routes=allowed_routes
-        ),
+    values: ApiKeyChanges = {
+        "allowed_routes": allowed_routes,
         "max_prompt_tokens": max_prompt_tokens,
         "max_output_tokens": max_output_tokens,
         "max_n": max_n,
@@ -304,4 +367,4 @@ def api_key_configure(
     }
     if name is not None:
         values["name"] = name
-    return update_fields(api_key, values)
+    return api_key_update(api_key=api_key, **values)

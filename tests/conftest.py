@@ -1,4 +1,9 @@
-"""Shared fixtures. Persona tenants: `acme` owns things, `globex` must never see them."""
+"""Shared fixtures. Persona tenants: `acme` owns things, `globex` must never see them.
+
+`acme` and `globex` are the tenants alone (admin, services, the REST API); `personas` is
+both of them ready to call the proxy: a key each, a private route each, and the global
+route `echo` on the stub upstream (see tests/personas.py).
+"""
 
 from __future__ import annotations
 
@@ -12,12 +17,30 @@ from django.db.backends import utils as db_utils
 
 from audit.writer import audit_writer
 from providers.tokens import prompt_calibration
+from routing.models import Route
+from routing.proxy.strategies import latency_tracker, reset_round_robin
 from routing.snapshot import snapshots
-from routing.strategies import latency_tracker, reset_round_robin
 from tests import factories
 from tests.live import GatewayProcess
+from tests.personas import Personas, make_fake_openai_route, make_personas
 
 pytest_plugins = ["tests.fakes.fixtures"]
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Users made in a test get a cheap hash: PBKDF2's deliberate slowness, paid by every
+    admin_client, is most of the admin tests' time. Not in live tests: a server process
+    they start must be able to check the passwords they set. (Not through the `settings`
+    fixture: set up this early, it would restore a test's settings after the other
+    fixtures' teardown, which may need them restored.)"""
+    if request.node.get_closest_marker("live") is not None:
+        yield
+        return
+    from django.test import override_settings
+
+    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+        yield
 
 
 @pytest.fixture(autouse=True)
@@ -49,38 +72,66 @@ def saved() -> Iterator[list[str]]:
     post_save.disconnect(dispatch_uid="tests-saved")
 
 
+async def delete_redis_keys(match: str, *, keep: str = "") -> None:
+    """Delete the keys matching `match` (but not those starting with `keep`) from the
+    gateway's Redis: REDIS_URL's, or the process's shared fakeredis."""
+    from gateway_project.lib import redis_client
+
+    client = redis_client.new_client()
+    try:
+        keys = [key async for key in client.scan_iter(match=match)]
+        keys = [key for key in keys if not (keep and key.startswith(keep.encode()))]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+async def forget_governance_counters() -> None:
+    """What a Redis restart does to governance: the rate windows, budget counters and
+    reservations are gone (budgets are rebuilt from the ledger when next used); the config
+    generation (`gw:config*`) is left alone."""
+    await delete_redis_keys("gw:*", keep="gw:config")
+
+
 @pytest.fixture
 def fresh_circuits() -> Iterator[None]:
     """No circuit state before or after the test: Redis keys and this process's copy."""
     from asgiref.sync import async_to_sync
 
-    from gateway_project.lib import redis_client
     from providers.circuit import KEY_PREFIX, breaker
 
-    async def delete_circuit_keys() -> None:
-        client = redis_client.new_client()
-        try:
-            keys = [key async for key in client.scan_iter(match=f"{KEY_PREFIX}*")]
-            if keys:
-                await client.delete(*keys)
-        finally:
-            await client.aclose()
-
-    async_to_sync(delete_circuit_keys)()
+    async_to_sync(delete_redis_keys)(f"{KEY_PREFIX}*")
     breaker.forget()
     yield
-    async_to_sync(delete_circuit_keys)()
+    async_to_sync(delete_redis_keys)(f"{KEY_PREFIX}*")
     breaker.forget()
 
 
 @pytest.fixture
 def acme(db):
+    """The tenant alone, no key nor route (`personas` makes its own acme: not both)."""
     return factories.make_tenant("acme")
 
 
 @pytest.fixture
 def globex(db):
+    """The tenant alone, no key nor route (`personas` makes its own globex: not both)."""
     return factories.make_tenant("globex")
+
+
+@pytest.fixture
+def personas(transactional_db) -> Personas:
+    """acme and globex with a key and a private route each, and the global route `echo`.
+    Committed, not in a test transaction: the proxy runs its ORM calls on another thread
+    (or in a server process), which sees committed rows only."""
+    return make_personas()
+
+
+@pytest.fixture
+def gpt(personas: Personas, fake_openai) -> Route:
+    """acme's route `gpt`, to the fake OpenAI server (real HTTP, served in a thread)."""
+    return make_fake_openai_route(personas.acme, fake_openai.openai_base_url)
 
 
 @pytest.fixture
@@ -107,21 +158,21 @@ def count_queries_everywhere() -> Iterator[QueryCounter]:
     original_execute = db_utils.CursorWrapper.execute
     original_executemany = db_utils.CursorWrapper.executemany
 
-    def execute(self, sql, params=None):  # type: ignore[no-untyped-def]
+    def execute(self, sql, params=None):
         counter.add(sql)
         return original_execute(self, sql, params)
 
-    def executemany(self, sql, param_list):  # type: ignore[no-untyped-def]
+    def executemany(self, sql, param_list):
         counter.add(sql)
         return original_executemany(self, sql, param_list)
 
-    db_utils.CursorWrapper.execute = execute  # type: ignore[method-assign]
-    db_utils.CursorWrapper.executemany = executemany  # type: ignore[method-assign]
+    db_utils.CursorWrapper.execute = execute
+    db_utils.CursorWrapper.executemany = executemany
     try:
         yield counter
     finally:
-        db_utils.CursorWrapper.execute = original_execute  # type: ignore[method-assign]
-        db_utils.CursorWrapper.executemany = original_executemany  # type: ignore[method-assign]
+        db_utils.CursorWrapper.execute = original_execute
+        db_utils.CursorWrapper.executemany = original_executemany
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -186,7 +237,10 @@ def assert_envelope(response, status: int, type_: str, code: str | None = None) 
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test in a `*_live.py` module starts real processes: `-m "not live"` skips them."""
+    """A test that starts real processes (a gateway, redis-server, a TCP proxy, `make`) is
+    `live`, so that `-m "not live"` is the fast inner loop: every test in a `*_live.py`
+    module, and any test using the `gateway` fixture wherever it is. A test elsewhere that
+    starts one itself says so with `@pytest.mark.live`."""
     for item in items:
-        if item.path.name.endswith("_live.py"):
+        if item.path.name.endswith("_live.py") or "gateway" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.live)

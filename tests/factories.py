@@ -15,7 +15,7 @@ def make_tenant(slug: str = "acme", *, status: str = Tenant.Status.ACTIVE) -> Te
 
 
 def make_key(tenant: Tenant, *, name: str = "test key", **kwargs: object) -> IssuedKey:
-    return api_key_issue(tenant=tenant, name=name, **kwargs)  # type: ignore[arg-type]
+    return api_key_issue(tenant=tenant, name=name, **kwargs)
 
 
 def make_provider(

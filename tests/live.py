@@ -182,7 +182,7 @@ class RedisServer:
             self.process.wait()
 
 
-def stop_quietly(*processes: GatewayProcess, django_db_blocker) -> None:  # type: ignore[no-untyped-def]
+def stop_quietly(*processes: GatewayProcess, django_db_blocker) -> None:
     """Stop gateway processes, then drop the audit rows their shutdown flush wrote late, so
     they do not appear in the next test module's database."""
     for process in processes:

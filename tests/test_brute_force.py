@@ -163,12 +163,14 @@ def stopped_redis(settings) -> Iterator[None]:
         ratelimit._local_counters.clear()
 
 
+@pytest.mark.live  # stopped_redis starts (and stops) a redis-server
 def test_the_right_password_signs_in_while_redis_is_down(client, staff, stopped_redis):
     response = login(client, password=PASSWORD)
     assert response.status_code == 302
     assert client.get(reverse("admin:index")).status_code == 200
 
 
+@pytest.mark.live  # stopped_redis starts (and stops) a redis-server
 def test_logins_are_still_rate_limited_while_redis_is_down(client, staff, stopped_redis):
     assert [login(client).status_code for _ in range(10)] == [200] * 10
     assert login(client, password=PASSWORD).status_code == 429
@@ -255,7 +257,7 @@ def _views(patterns: list) -> list[type]:
         if isinstance(pattern, URLResolver):
             found += _views(pattern.url_patterns)
         elif isinstance(pattern, URLPattern):
-            found.append(pattern.callback.cls)  # type: ignore[attr-defined]
+            found.append(pattern.callback.cls)
     return found
 
 

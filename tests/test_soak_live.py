@@ -15,6 +15,7 @@ import itertools
 import signal
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -26,14 +27,14 @@ from django.db import connection
 from django.db.models import Sum
 
 from audit.models import AuditEvent
-from billing.governance import units_to_cost
+from billing.counters import units_to_cost
 from billing.models import Budget
 from billing.periods import period_for
 from billing.services import BudgetSpec, Subject, budget_create
 from tests import factories
+from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.server import Exchange
 from tests.fakes.tcp_proxy import TcpProxy
-from tests.fakes.upstreams import FakeOpenAI
 from tests.live import GatewayProcess, RedisServer
 from tests.live import test_database_url as database_url_of_the_tests
 
@@ -197,8 +198,20 @@ def wait_for_rows(expected: int, timeout: float = 60) -> int:
     return count
 
 
+@dataclass(frozen=True)
+class Soak:
+    """What the soak runs on: three tenants' keys (`alpha` and `beta` under steady load,
+    `gamma` hostile), each with a hard budget, and the processes the test takes away."""
+
+    upstream: HostileUsageUpstream
+    redis: RedisServer  # the gateway's own: killed and restarted empty
+    proxy: TcpProxy  # between the gateway and Postgres: cut and restored
+    keys: dict[str, str]  # tenant slug -> plaintext key
+    env: dict[str, str]  # the gateway processes' environment
+
+
 @pytest.fixture
-def world(transactional_db):
+def soak(transactional_db) -> Iterator[Soak]:
     if connection.vendor != "postgresql":
         pytest.skip("the database outage is a TCP proxy in front of Postgres")
     upstream = HostileUsageUpstream().start()
@@ -230,16 +243,16 @@ def world(transactional_db):
         "AUDIT_QUEUE_MAX": "200",
         "GATEWAY_SNAPSHOT_CHECK_SECONDS": "0.2",
     }
-    yield {"upstream": upstream, "redis": own_redis, "proxy": proxy, "keys": keys, "env": env}
+    yield Soak(upstream=upstream, redis=own_redis, proxy=proxy, keys=keys, env=env)
     proxy.stop()
     own_redis.stop()
     upstream.stop()
 
 
-def test_soak_loses_no_row_and_keeps_counters_equal_to_the_ledger(world):
-    keys, proxy, own_redis = world["keys"], world["proxy"], world["redis"]
+def test_soak_loses_no_row_and_keeps_counters_equal_to_the_ledger(soak):
+    keys, proxy, own_redis = soak.keys, soak.proxy, soak.redis
     tally = Tally()
-    gateway = GatewayProcess(workers=2, extra_env=world["env"]).start()
+    gateway = GatewayProcess(workers=2, extra_env=soak.env).start()
     try:
 
         async def scenario() -> float:
@@ -282,7 +295,7 @@ def test_soak_loses_no_row_and_keeps_counters_equal_to_the_ledger(world):
     proxy.restore()
 
     # The next start replays what the last one spilled.
-    second = GatewayProcess(workers=1, extra_env=world["env"]).start()
+    second = GatewayProcess(workers=1, extra_env=soak.env).start()
     try:
         served = {tenant: len(ids) for tenant, ids in tally.answered.items()}
         wait_for_rows(sum(served.values()))
@@ -291,7 +304,10 @@ def test_soak_loses_no_row_and_keeps_counters_equal_to_the_ledger(world):
         second.stop()
 
     print("answered per tenant and status:", {t: dict(c) for t, c in tally.statuses.items()})
-    assert not tally.server_errors, tally.server_errors
+    # The gateway's log goes with the run's state directory: keep what explains a 500.
+    log = gateway.log()
+    crash = log.find("failed\nTraceback")
+    assert not tally.server_errors, (tally.server_errors[:3], log[crash : crash + 4000])
     for tenant in ("alpha", "beta", "gamma"):
         stored = list(
             AuditEvent.objects.filter(tenant__slug=tenant).values_list("request_id", flat=True)

@@ -4,7 +4,9 @@ the error envelope.
 Who may call it: an active staff user who also holds the Django model permission the
 request needs (`ModelPermissions`), authenticated by a management token (`Authorization:
 Token gwm_...`, for scripts: hashed and expiring, tenants/rest_auth.py) or by the admin's
-session (browsers, CSRF enforced). There is no HTTP
+session (browsers, CSRF enforced): REST_FRAMEWORK's DEFAULT_AUTHENTICATION_CLASSES in
+settings name both, by dotted path, because this module is the ground floor and imports no
+app. There is no HTTP
 Basic: a browser that answers a Basic challenge replays the credentials on every request,
 cross-site form posts included, and nothing then asks for a CSRF token.
 
@@ -15,21 +17,21 @@ Errors leave in the same OpenAI envelope as the proxy API, `{"error": {"message"
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
 from rest_framework import exceptions, status
-from rest_framework.authentication import SessionAuthentication
-from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
 
 from gateway_project.lib import errors
 from gateway_project.lib.drf_permissions import ModelPermissions
-from tenants.rest_auth import ManagementTokenAuthentication
+
+if TYPE_CHECKING:
+    from rest_framework.permissions import _PermissionClass
 
 logger = logging.getLogger(__name__)
 
@@ -101,16 +103,16 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
 
 
 class ManagementAPIMixin:
-    """Token or session authentication, model permissions, the OpenAI error envelope.
+    """Model permissions and the OpenAI error envelope, on top of the project's
+    authentication (settings: the management token, then the session).
 
-    Token comes first so an anonymous caller gets 401 (with `WWW-Authenticate: Token`, which
-    no browser acts on) rather than a bare 403. Session authentication enforces CSRF for
-    every unsafe method. Set here rather than only in settings so these views keep them
-    whatever the project-wide DRF settings say.
+    Token comes first there so an anonymous caller gets 401 (with `WWW-Authenticate: Token`,
+    which no browser acts on) rather than a bare 403. Session authentication enforces CSRF
+    for every unsafe method. tests/gateway_project/test_rest_urls.py holds every view to both.
     """
 
-    authentication_classes = (ManagementTokenAuthentication, SessionAuthentication)
-    permission_classes: tuple[type[BasePermission], ...] = (ModelPermissions,)
+    # Typed as APIView types it: every view here inherits from both.
+    permission_classes: Sequence[_PermissionClass] = (ModelPermissions,)
 
     def get_exception_handler(self) -> Callable[[Exception, dict[str, Any]], Response]:
         return exception_handler

@@ -18,8 +18,12 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.conf import settings
+
+if TYPE_CHECKING:
+    import redis
 
 REDIS_KEY = "gw:config:generation"
 logger = logging.getLogger(__name__)
@@ -29,10 +33,10 @@ def _file() -> Path:
     return Path(settings.STATE_DIR) / "config.generation"
 
 
-_sync_client = None
+_sync_client: redis.Redis | None = None
 
 
-def _redis():
+def _redis() -> redis.Redis:
     global _sync_client
     if _sync_client is None:
         import redis
@@ -141,8 +145,8 @@ def _read_file() -> str:
 
 def current() -> str:
     if settings.REDIS_URL:
-        value = _redis().get(REDIS_KEY)
-        return value.decode() if value else "0"
+        value = _redis().get(REDIS_KEY)  # bytes or None: the client does not decode
+        return value.decode() if isinstance(value, bytes) and value else "0"
     return _read_file()
 
 

@@ -30,4 +30,4 @@ def close_with_loop(close: Callable[[], Awaitable[None]]) -> None:
     _hooks.add(generator)
     # Run it to its `yield` now (no await needed: nothing in it suspends before that).
     with contextlib.suppress(StopIteration):
-        generator.asend(None).send(None)  # type: ignore[attr-defined]
+        generator.asend(None).send(None)  # type: ignore[attr-defined]  # a coroutine at run time

@@ -8,6 +8,8 @@ from collections.abc import Awaitable, Callable
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
 
+from gateway_project.lib.errors import GatewayError
+
 
 def new_request_id() -> str:
     """128 random bits, as a UUID4 carries (uuid.uuid4() took 3.2 us, this 0.7 us)."""
@@ -33,13 +35,52 @@ class RequestIdMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
         if self.is_async:
             return self._acall(request)
-        request.request_id = new_request_id()
+        request_id = new_request_id()
+        request.request_id = request_id  # type: ignore[attr-defined]  # ours, on Django's request
         response = self.get_response(request)
-        response["x-request-id"] = request.request_id
+        response["x-request-id"] = request_id
         return response
 
     async def _acall(self, request: HttpRequest) -> HttpResponseBase:
-        request.request_id = new_request_id()
+        request_id = new_request_id()
+        request.request_id = request_id  # type: ignore[attr-defined]  # ours, on Django's request
         response = await self.get_response(request)
-        response["x-request-id"] = request.request_id
+        response["x-request-id"] = request_id
         return response
+
+
+class ProxyMethodNotAllowedMiddleware:
+    """A wrong method on a proxy endpoint (GET /v1/chat/completions) answers 405 in the
+    OpenAI envelope with its `Allow` header, not ninja's text/html "Method not allowed"."""
+
+    async_capable = True
+    sync_capable = True
+
+    def __init__(self, get_response: Callable) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
+        if self.is_async:
+            return self._acall(request)
+        return _in_envelope(request, self.get_response(request))
+
+    async def _acall(self, request: HttpRequest) -> HttpResponseBase:
+        return _in_envelope(request, await self.get_response(request))
+
+
+def _in_envelope(request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+    if response.status_code != 405 or not request.path.startswith("/v1/"):
+        return response
+    if response.get("Content-Type", "").startswith("application/json"):
+        return response  # already ours
+    allow = response.get("Allow", "")
+    error = GatewayError(
+        405,
+        f"{request.method} is not allowed on {request.path} (allowed: {allow or 'none'}).",
+        code="method_not_allowed",
+        headers={"Allow": allow},
+    )
+    return error.response()

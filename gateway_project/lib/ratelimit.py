@@ -216,7 +216,7 @@ class AuthFailureRateLimitMixin:
         if verdict.limited:
             raise AuthRateLimited(wait=verdict.retry_after)
         try:
-            super().initial(request, *args, **kwargs)  # type: ignore[misc]
+            super().initial(request, *args, **kwargs)  # type: ignore[misc]  # APIView's, next in the MRO
         except (exceptions.NotAuthenticated, exceptions.AuthenticationFailed):
             verdict = _api_auth_failures(request, increment=True)
             if verdict.limited:

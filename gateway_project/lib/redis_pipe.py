@@ -80,7 +80,7 @@ def encode_command(args: tuple[Any, ...]) -> bytes:
     return b"".join(parts)
 
 
-def _reply_error(message: str) -> redis.exceptions.ResponseError:
+def _reply_error(message: str) -> redis.exceptions.RedisError:
     if message.startswith("NOSCRIPT"):
         return redis.exceptions.NoScriptError(message)
     if message.startswith(("NOAUTH", "WRONGPASS", "NOPERM")):
@@ -108,10 +108,10 @@ class _RespProtocol(asyncio.Protocol):
     def flush(self) -> None:
         outgoing, self.outgoing = self.outgoing, []
         if self.usable and outgoing:
-            self.transport.write(b"".join(outgoing))  # type: ignore[union-attr]
+            self.transport.write(b"".join(outgoing))  # type: ignore[union-attr]  # usable: connected
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = transport  # type: ignore[assignment]  # a stream's: a Transport
         self.usable = True
 
     def data_received(self, data: bytes) -> None:

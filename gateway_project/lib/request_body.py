@@ -13,7 +13,7 @@ connection after the answer, so the server never reads the rest of it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from django.conf import settings
@@ -22,7 +22,9 @@ from django.http import HttpRequest
 
 from gateway_project.lib import errors
 
-Receive = Callable[[], Awaitable[dict[str, Any]]]
+# The ASGI callables, typed as Django's handler types them.
+Receive = Callable[[], Awaitable[Mapping[str, Any]]]
+Send = Callable[[Mapping[str, Any]], Awaitable[None]]
 
 
 class _NotReceivedYet:
@@ -112,7 +114,7 @@ async def read(request: HttpRequest, *, limit: int | None = None) -> bytes:
             raise errors.payload_too_large(limit)
         return raw
     if not pending.received:
-        request._body = await pending.read(limit)  # type: ignore[attr-defined]
+        request._body = await pending.read(limit)
     raw = request.body
     if len(raw) > limit:
         raise errors.payload_too_large(limit)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import httpx
 import orjson
@@ -11,7 +11,14 @@ from django.conf import settings
 from providers.anthropic.convert import ErrorEvent, StreamTranslator, to_chat_completion
 from providers.anthropic.translate import to_messages_request
 from providers.base import Target, UpstreamError, UpstreamStreamError
-from providers.http import api_key, interrupted, open_stream, post_json, status_error
+from providers.calls import (
+    api_key,
+    interrupted,
+    open_stream,
+    post_bytes,
+    post_json,
+    status_error,
+)
 from providers.sse import iter_events
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -83,7 +90,7 @@ class AnthropicProvider:
                     try:
                         chunks = translator.feed(event)
                     except ErrorEvent as exc:
-                        raise _error_event(exc.error, started=started) from exc
+                        raise error_event(exc.error, started=started) from exc
                     for chunk in chunks:
                         started = True
                         yield chunk
@@ -95,6 +102,29 @@ class AnthropicProvider:
             raise UpstreamStreamError("upstream stream ended before message_stop", kind="truncated")
         raise UpstreamError("upstream stream ended before any content", kind="bad_response")
 
+    async def complete_raw(self, target: Target, body: dict, client: httpx.AsyncClient) -> bytes:
+        """POST a Messages request as it is (`body` already names the target's model) and
+        return the upstream's 2xx answer untouched; failures as `complete()` raises them."""
+        headers = self.headers(target, stream=False)
+        return await post_bytes(client, target, self.url(target), headers, body)
+
+    async def stream_raw(
+        self, target: Target, body: dict, client: httpx.AsyncClient
+    ) -> AsyncGenerator[tuple[str, bytes]]:
+        """POST a streamed Messages request as it is and yield its SSE events, `(event,
+        data)`, as received. A failed status or connection before the first event is an
+        `UpstreamError`, after it an `UpstreamStreamError`; events (`error` included) are
+        not interpreted."""
+        headers = self.headers(target, stream=True)
+        started = False
+        async with open_stream(client, target, self.url(target), headers, body) as response:
+            try:
+                async for name, data in iter_events(response):
+                    started = True
+                    yield name, data
+            except httpx.HTTPError as exc:
+                raise interrupted(exc, started=started) from exc
+
 
 def _malformed(*, started: bool) -> Exception:
     if started:
@@ -102,7 +132,8 @@ def _malformed(*, started: bool) -> Exception:
     return UpstreamError("upstream sent a malformed event", kind="bad_response")
 
 
-def _error_event(error: dict, *, started: bool) -> Exception:
+def error_event(error: dict, *, started: bool) -> Exception:
+    """An `error` event in a 200 stream, classified like the same error as a status."""
     message = str(error.get("message") or error.get("type") or "unknown error")
     if started:
         return UpstreamStreamError(

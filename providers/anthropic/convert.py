@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import orjson
 
@@ -116,71 +117,79 @@ class StreamTranslator:
     def feed(self, event: dict) -> list[dict]:
         """The chunks (often none, at most three) that one decoded event produces."""
         kind = event.get("type")
-        if kind == "content_block_delta":
-            delta = event.get("delta") or {}
-            delta_kind = delta.get("type")
-            if delta_kind == "text_delta":
-                return self._emit({"content": delta.get("text", "")})
-            if delta_kind == "input_json_delta" and delta.get("partial_json"):
-                index = self._tools.get(event.get("index", -1))
-                if index is not None:
-                    fragment = {"index": index, "function": {"arguments": delta["partial_json"]}}
-                    return self._emit({"tool_calls": [fragment]})
-            return []  # thinking, signature and citation deltas are not relayed
-        if kind == "content_block_start":
-            block = event.get("content_block") or {}
-            if block.get("type") == "tool_use":
-                index = len(self._tools)
-                self._tools[event.get("index", index)] = index
-                call = {
-                    "index": index,
-                    "id": block.get("id"),
-                    "type": "function",
-                    "function": {"name": block.get("name"), "arguments": ""},
-                }
-                # OpenAI's first tool delta says content null; later ones must not touch it.
-                delta = (
-                    {"tool_calls": [call]}
-                    if self._role_sent
-                    else {"content": None, "tool_calls": [call]}
-                )
-                return self._emit(delta)
-            if block.get("type") == "text" and block.get("text"):
-                return self._emit({"content": block["text"]})
-            return []
-        if kind == "message_delta":
-            stop = (event.get("delta") or {}).get("stop_reason")
-            if stop:
-                self._stop_reason = stop
-            # Usage here is cumulative: the last value wins, field by field.
-            for name, value in (event.get("usage") or {}).items():
-                if value is not None:
-                    self._usage[name] = value
-            return []
-        if kind == "message_start":
-            message = event.get("message") or {}
-            self.id = f"chatcmpl-{message.get('id', '')}"
-            self.model = message.get("model") or ""
-            self._usage = dict(message.get("usage") or {})
-            return []
-        if kind == "message_stop":
-            self.done = True
-            chunks = [] if self._role_sent else self._emit({"content": ""})
-            chunks.append(self._chunk({}, finish_reason(self._stop_reason)))
-            chunks.append(
-                {
-                    "id": self.id,
-                    "object": "chat.completion.chunk",
-                    "created": self.created,
-                    "model": self.model,
-                    "choices": [],
-                    "usage": usage(self._usage),
-                }
+        step = _STEPS.get(kind) if isinstance(kind, str) else None
+        # ping, content_block_stop, and event types newer than this code produce nothing.
+        return step(self, event) if step is not None else []
+
+    def _block_delta(self, event: dict) -> list[dict]:
+        delta = event.get("delta") or {}
+        delta_kind = delta.get("type")
+        if delta_kind == "text_delta":
+            return self._emit({"content": delta.get("text", "")})
+        if delta_kind == "input_json_delta" and delta.get("partial_json"):
+            index = self._tools.get(event.get("index", -1))
+            if index is not None:
+                fragment = {"index": index, "function": {"arguments": delta["partial_json"]}}
+                return self._emit({"tool_calls": [fragment]})
+        return []  # thinking, signature and citation deltas are not relayed
+
+    def _block_start(self, event: dict) -> list[dict]:
+        block = event.get("content_block") or {}
+        if block.get("type") == "tool_use":
+            index = len(self._tools)
+            self._tools[event.get("index", index)] = index
+            call = {
+                "index": index,
+                "id": block.get("id"),
+                "type": "function",
+                "function": {"name": block.get("name"), "arguments": ""},
+            }
+            # OpenAI's first tool delta says content null; later ones must not touch it.
+            delta = (
+                {"tool_calls": [call]}
+                if self._role_sent
+                else {"content": None, "tool_calls": [call]}
             )
-            return chunks
-        if kind == "error":
-            raise ErrorEvent(event.get("error") or {})
-        return []  # ping, content_block_stop, and event types newer than this code
+            return self._emit(delta)
+        if block.get("type") == "text" and block.get("text"):
+            return self._emit({"content": block["text"]})
+        return []
+
+    def _message_delta(self, event: dict) -> list[dict]:
+        stop = (event.get("delta") or {}).get("stop_reason")
+        if stop:
+            self._stop_reason = stop
+        # Usage here is cumulative: the last value wins, field by field.
+        for name, value in (event.get("usage") or {}).items():
+            if value is not None:
+                self._usage[name] = value
+        return []
+
+    def _message_start(self, event: dict) -> list[dict]:
+        message = event.get("message") or {}
+        self.id = f"chatcmpl-{message.get('id', '')}"
+        self.model = message.get("model") or ""
+        self._usage = dict(message.get("usage") or {})
+        return []
+
+    def _message_stop(self, event: dict) -> list[dict]:
+        self.done = True
+        chunks = [] if self._role_sent else self._emit({"content": ""})
+        chunks.append(self._chunk({}, finish_reason(self._stop_reason)))
+        chunks.append(
+            {
+                "id": self.id,
+                "object": "chat.completion.chunk",
+                "created": self.created,
+                "model": self.model,
+                "choices": [],
+                "usage": usage(self._usage),
+            }
+        )
+        return chunks
+
+    def _error(self, event: dict) -> list[dict]:
+        raise ErrorEvent(event.get("error") or {})
 
     def _emit(self, delta: dict) -> list[dict]:
         if not self._role_sent:
@@ -197,3 +206,14 @@ class StreamTranslator:
             "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
             "usage": None,
         }
+
+
+# What `StreamTranslator.feed` does for each event type.
+_STEPS: dict[str, Callable[[StreamTranslator, dict], list[dict]]] = {
+    "content_block_delta": StreamTranslator._block_delta,
+    "content_block_start": StreamTranslator._block_start,
+    "message_delta": StreamTranslator._message_delta,
+    "message_start": StreamTranslator._message_start,
+    "message_stop": StreamTranslator._message_stop,
+    "error": StreamTranslator._error,
+}

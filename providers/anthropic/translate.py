@@ -207,7 +207,7 @@ def _arguments(arguments: object, where: str) -> dict:
     if isinstance(arguments, dict):
         return arguments
     try:
-        value = orjson.loads(arguments)  # type: ignore[arg-type]
+        value = orjson.loads(arguments)  # type: ignore[arg-type]  # any type: TypeError is caught
     except (orjson.JSONDecodeError, TypeError) as exc:
         raise TranslationError(f"{where} is not valid JSON.", param=where) from exc
     if not isinstance(value, dict):

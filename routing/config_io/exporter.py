@@ -18,10 +18,13 @@ from collections import defaultdict
 from decimal import Decimal
 from typing import Any
 
+from django.utils import timezone
+
 from audit.models import RedactionRule
 from audit.redaction import REGEX_DETECTOR
 from audit.selectors import redaction_rule_list
 from billing.models import Budget, RateLimit, Scope, default_thresholds
+from billing.price_book import load_price_book
 from billing.selectors import budget_list, rate_limit_list
 from providers.models import Provider
 from providers.selectors import provider_list
@@ -123,7 +126,19 @@ class _Limits:
             entry["budgets"] = [_budget(budget) for budget in self.budgets[(scope, pk)]]
 
 
-def _provider(provider: Provider) -> dict[str, Any]:
+def _prices_in_force(providers: list[Provider]) -> dict[int, tuple[Decimal, Decimal]]:
+    """Input and output prices in force now, by provider model id. A version scheduled
+    for later takes effect in the proxy at its time without touching ProviderModel's
+    columns, so the columns can be behind the price book: export what is charged."""
+    ids = [model.pk for provider in providers for model in provider.models.all()]
+    book = load_price_book(ids, now=timezone.now())
+    return {
+        model_id: (price.input_per_million, price.output_per_million)
+        for model_id, price in book.current.items()
+    }
+
+
+def _provider(provider: Provider, prices: dict[int, tuple[Decimal, Decimal]]) -> dict[str, Any]:
     entry: dict[str, Any] = {"name": provider.name, "kind": provider.kind}
     for name in ("base_url", "api_key_env", "api_version"):
         if getattr(provider, name):
@@ -148,10 +163,13 @@ def _provider(provider: Provider) -> dict[str, Any]:
         entry["enabled"] = False
     models = []
     for model in sorted(provider.models.all(), key=lambda m: m.name):
+        input_price, output_price = prices.get(
+            model.pk, (model.input_per_million, model.output_per_million)
+        )
         item: dict[str, Any] = {
             "name": model.name,
-            "input_per_million": money_text(model.input_per_million),
-            "output_per_million": money_text(model.output_per_million),
+            "input_per_million": money_text(input_price),
+            "output_per_million": money_text(output_price),
         }
         if model.context_window is not None:
             item["context_window"] = model.context_window
@@ -199,7 +217,7 @@ def _tenant(tenant: Tenant, limits: _Limits, keys: list[ApiKey]) -> dict[str, An
 
 def _route(route: Route, limits: _Limits) -> dict[str, Any]:
     entry: dict[str, Any] = {"name": route.name}
-    if route.tenant_id:
+    if route.tenant is not None:  # a null foreign key reads as None without a query
         entry["tenant"] = route.tenant.slug
     if route.strategy != Route.Strategy.FALLBACK:
         entry["strategy"] = route.strategy
@@ -252,9 +270,13 @@ def config_export() -> dict[str, Any]:
     keys: dict[int, list[ApiKey]] = defaultdict(list)
     for api_key in api_keys_with_settings(also=limits.key_ids()):  # in prefix order
         keys[api_key.tenant_id].append(api_key)
-    routes = sorted(route_list(), key=lambda r: (r.tenant.slug if r.tenant_id else "", r.name))
+    routes = sorted(
+        route_list(), key=lambda r: (r.tenant.slug if r.tenant is not None else "", r.name)
+    )
+    providers = list(provider_list())
+    prices = _prices_in_force(providers)
     sections: dict[str, Any] = {
-        "providers": [_provider(provider) for provider in provider_list()],
+        "providers": [_provider(provider, prices) for provider in providers],
         "tenants": [_tenant(tenant, limits, keys[tenant.pk]) for tenant in tenant_list()],
         "routes": [_route(route, limits) for route in routes],
         "redaction_rules": [_rule(rule) for rule in redaction_rule_list()],

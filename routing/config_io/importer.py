@@ -33,9 +33,10 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from audit.models import RedactionRule
+from audit.selectors import redaction_rule_list
 from audit.services import redaction_rule_delete, redaction_rule_move, redaction_rule_upsert
-from billing.models import Budget, RateLimit, Scope
+from billing.models import Scope
+from billing.selectors import api_key_ids_with_limits
 from billing.services import Subject, budgets_replace, rate_limits_replace
 from gateway_project.lib.upsert import Change, SyncResult
 from providers.models import ProviderModel
@@ -334,7 +335,7 @@ class _Importer:
             # Rules the file does not name (the defaults, an admin's) apply after the
             # file's, in their own order: positions stay distinct, so what an export lists
             # is the order rules apply in, and importing it again changes nothing.
-            others = RedactionRule.objects.exclude(name__in=names).order_by("position", "id")
+            others = redaction_rule_list().exclude(name__in=names)
             for offset, rule in enumerate(others):
                 if redaction_rule_move(rule=rule, position=len(names) + offset):
                     self.report.add("redaction_rules", Change.UPDATED)
@@ -344,7 +345,7 @@ class _Importer:
         for route in Route.objects.exclude(pk__in=routes):
             route_delete(route=route)
             self.report.add("routes", Change.DELETED)
-        for rule in RedactionRule.objects.exclude(name__in=rules):
+        for rule in redaction_rule_list().exclude(name__in=rules):
             redaction_rule_delete(rule=rule)
             self.report.add("redaction_rules", Change.DELETED)
 
@@ -352,10 +353,8 @@ class _Importer:
         """Keys of the file's tenants that it does not list keep no settings."""
         listed = {conf.prefix for _, conf in self.key_confs()}
         tenants = tenants_by_slug(slugs={conf.slug for conf in self.config.tenants})
-        limited = RateLimit.objects.filter(scope=Scope.KEY).values_list("api_key_id", flat=True)
-        budgeted = Budget.objects.filter(scope=Scope.KEY).values_list("api_key_id", flat=True)
         candidates = api_keys_with_settings(
-            also=[*limited, *budgeted], tenant_ids=[tenant.pk for tenant in tenants.values()]
+            also=api_key_ids_with_limits(), tenant_ids=[tenant.pk for tenant in tenants.values()]
         )
         for api_key in candidates:
             if api_key.prefix in listed:

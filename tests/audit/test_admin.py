@@ -8,8 +8,8 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from audit.admin import EstimatedCountPaginator
 from audit.models import AuditEvent, RedactionRule
+from gateway_project.lib.paginator import EstimatedCountPaginator
 
 pytestmark = pytest.mark.django_db
 

@@ -14,9 +14,11 @@ from django.test import AsyncClient
 from django.urls import reverse
 
 from audit import spool
+from audit.json_columns import row_to_json
 from audit.models import AuditEvent
+from audit.store import prepare
 from audit.writer import AuditWriter
-from tests.audit.test_writer import row
+from tests.audit.rows import row
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -121,7 +123,7 @@ def test_the_command_replays_each_dead_letter_exactly_once(refusing_database):
 
     # Run again, and with the same row dead-lettered twice meanwhile: nothing is doubled.
     line = orjson.dumps(
-        {**orjson.loads(orjson.dumps(row("refuse_me"), default=str)), "_dead_letter": {}}
+        {**orjson.loads(row_to_json(prepare(row("refuse_me")))), "_dead_letter": {}}
     )
     spool.dead_letter_append_lines(line + b"\n" + line + b"\n")
     out = StringIO()

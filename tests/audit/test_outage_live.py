@@ -15,7 +15,7 @@ import pytest
 from django.db import connection
 
 from audit.models import AuditEvent
-from tests import factories, live
+from tests import live
 from tests.fakes.tcp_proxy import TcpProxy
 from tests.live import GatewayProcess
 
@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 HELLO = [{"role": "user", "content": "hello"}]
 
 
-def wait_for(condition, timeout: float = 30.0) -> bool:  # type: ignore[no-untyped-def]
+def wait_for(condition, timeout: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
@@ -81,13 +81,10 @@ async def serve(base_url: str, key: str, count: int) -> tuple[list[str], list[fl
 
 
 def test_a_database_outage_neither_blocks_the_gateway_nor_loses_a_row_across_a_restart(
-    proxied_database, tmp_path
+    proxied_database, personas, tmp_path
 ):
     proxy, database_url = proxied_database
-    tenant = factories.make_tenant("busy")
-    local = factories.make_provider("local", kind="stub")
-    factories.make_route("echo", factories.make_model(local, "echo"))
-    key = factories.make_key(tenant).plaintext
+    key = personas.acme.plaintext_key  # on the global route `echo`
     env = {
         "DATABASE_URL": database_url,
         "GATEWAY_STATE_DIR": str(tmp_path),

@@ -10,8 +10,9 @@ import pytest
 
 from audit import spool
 from audit.models import AuditEvent
-from audit.writer import AuditWriter, prepare
-from tests.audit.test_writer import row
+from audit.store import prepare
+from audit.writer import AuditWriter
+from tests.audit.rows import row
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -21,7 +22,7 @@ def _own_state_dir(settings, tmp_path) -> None:
     settings.STATE_DIR = tmp_path
 
 
-def wait_for(condition, timeout: float = 15.0) -> bool:  # type: ignore[no-untyped-def]
+def wait_for(condition, timeout: float = 15.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
@@ -71,15 +72,11 @@ def test_a_spool_file_another_process_is_replaying_is_left_to_it(settings):
 
 def test_spooled_rows_are_redacted_before_they_reach_the_disk(settings):
     from audit.models import RedactionRule
-    from audit.redaction import compile_rules
+    from audit.row import RedactionRules
 
-    rules = compile_rules([RedactionRule(name="mail", detector="email", replacement="[EMAIL]")])
+    rules = RedactionRules.of([RedactionRule(name="mail", detector="email", replacement="[EMAIL]")])
     path = spool.spill(
-        [
-            prepare(
-                row("req_pii", prompt=[{"role": "user", "content": "a@b.example"}], _redactor=rules)
-            )
-        ]
+        [prepare(row("req_pii", prompt=[{"role": "user", "content": "a@b.example"}], rules=rules))]
     )
     assert b"a@b.example" not in path.read_bytes()
     assert b"[EMAIL]" in path.read_bytes()

@@ -12,9 +12,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from audit.models import AuditEvent
-from billing.governance import budget_counter_key, cost_to_units
-from billing.models import Budget, BudgetAlert, RateLimit
+from billing.counters import budget_counter_key, cost_to_units
+from billing.models import Budget, BudgetAlert, RateLimit, UsageLine
 from billing.periods import period_for
 from gateway_project.lib.redis_client import async_client
 from tests import factories
@@ -135,12 +134,11 @@ def test_keys_cannot_be_issued_from_the_limit_form_popup(admin_client):
 
 
 def spend(tenant, *, tokens: int, cost: str) -> None:
-    AuditEvent.objects.create(
-        request_id=f"r{AuditEvent.objects.count()}",
+    UsageLine.objects.create(
+        request_id=f"r{UsageLine.objects.count()}",
         created_at=timezone.now(),
-        tenant=tenant,
-        outcome=AuditEvent.Outcome.SUCCESS,
-        status_code=200,
+        tenant_id=tenant.id,
+        outcome="success",
         total_tokens=tokens,
         cost_usd=Decimal(cost),
     )
@@ -173,7 +171,7 @@ def test_the_budget_list_costs_one_ledger_query_per_budget(admin_client, acme, g
     with CaptureQueriesContext(connection) as three:
         admin_client.get(url)
 
-    ledger = [q for q in three.captured_queries if "audit_auditevent" in q["sql"]]
+    ledger = [q for q in three.captured_queries if "billing_usageline" in q["sql"]]
     assert len(ledger) == 3
     assert len(three) - len(one) == 2  # nothing else grows with the rows
 

@@ -10,8 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.test import override_settings
 
-from audit.models import AuditEvent
-from billing.models import Budget
+from billing.models import Budget, UsageLine
 from billing.selectors import budget_status
 from tenants.models import Tenant
 from tests import factories
@@ -30,15 +29,14 @@ def ledger_row(
     tenant: Tenant | None = None,
     api_key_id: int | None = None,
     route_id: int | None = None,
-) -> AuditEvent:
-    return AuditEvent.objects.create(
+) -> UsageLine:
+    return UsageLine.objects.create(
         request_id=f"req-{next(_ids)}",
         created_at=when,
-        tenant=tenant,
+        tenant_id=tenant.id if tenant else None,
         api_key_id=api_key_id,
         route_id=route_id,
-        outcome=AuditEvent.Outcome.SUCCESS,
-        status_code=200,
+        outcome="success",
         total_tokens=tokens,
         cost_usd=Decimal(cost),
     )

@@ -22,6 +22,7 @@ from routing.models import Route
 from tests import factories
 from tests.fakes.server import Exchange, FakeServer
 from tests.live import GatewayProcess, stop_quietly
+from tests.personas import Persona, Personas
 
 pytestmark = [
     pytest.mark.live,
@@ -43,15 +44,15 @@ def two_gateways(django_db_setup, django_db_blocker):
 
 
 @pytest.fixture
-def tenant_and_key(transactional_db):
-    tenant = factories.make_tenant("racer")
-    local = factories.make_provider("local", kind="stub", stub_delay_ms=20)
-    echo = factories.make_model(local, "echo", input_per_million="0", output_per_million="1000")
+def race(personas: Personas) -> Persona:
+    """acme, and the global route `race`: a stub whose every answer costs the same."""
+    slow = factories.make_provider("slow-stub", kind="stub", stub_delay_ms=20)
+    echo = factories.make_model(slow, "echo", input_per_million="0", output_per_million="1000")
     route = factories.make_route("race", echo)
     Route.objects.filter(pk=route.pk).update(default_max_tokens=2)
     route.refresh_from_db()
     route.save()  # through the write path, so the servers' snapshots refresh
-    return tenant, route, factories.make_key(tenant)
+    return personas.acme
 
 
 async def _fire(
@@ -79,14 +80,14 @@ def _wait_for_rows(count: int, timeout: float = 20.0, route: str = "race") -> No
     raise AssertionError("audit rows did not all arrive")
 
 
-def test_a_cost_budget_holds_across_two_processes(two_gateways, tenant_and_key):
-    tenant, _route, issued = tenant_and_key
+def test_a_cost_budget_holds_across_two_processes(two_gateways, race):
+    tenant = race.tenant
     per_request = Decimal(2) * Decimal(1000) / Decimal(1_000_000)  # 2 tokens at $1000/M
     budget_usd = Decimal("0.1")
     Budget.objects.create(scope="tenant", tenant=tenant, period="monthly", max_cost_usd=budget_usd)
     time.sleep(0.2)  # let both servers see the new configuration
 
-    responses = asyncio.run(_fire(two_gateways, issued.plaintext))
+    responses = asyncio.run(_fire(two_gateways, race.plaintext_key))
 
     statuses = [r.status_code for r in responses]
     admitted = statuses.count(200)
@@ -109,12 +110,12 @@ def test_a_cost_budget_holds_across_two_processes(two_gateways, tenant_and_key):
     assert AuditEvent.objects.filter(route="race", status_code=429).count() == len(refused)
 
 
-def test_an_rpm_limit_admits_exactly_its_count_across_two_processes(two_gateways, tenant_and_key):
-    tenant, _route, issued = tenant_and_key
+def test_an_rpm_limit_admits_exactly_its_count_across_two_processes(two_gateways, race):
+    tenant = race.tenant
     RateLimit.objects.create(scope="tenant", tenant=tenant, rpm=100)
     time.sleep(0.2)
 
-    responses = asyncio.run(_fire(two_gateways, issued.plaintext))
+    responses = asyncio.run(_fire(two_gateways, race.plaintext_key))
 
     statuses = [r.status_code for r in responses]
     assert statuses.count(200) == 100
@@ -168,10 +169,10 @@ def over_biller():
 
 
 def test_a_hard_budget_holds_when_the_upstream_bills_more_prompt_tokens_than_we_count(
-    two_gateways, over_biller
+    two_gateways, over_biller, personas
 ):
     assert count_prompt_tokens(SHORT, "openai") == 8
-    tenant = factories.make_tenant("overbilled")
+    acme = personas.acme
     provider = factories.make_provider(
         "over", kind="openai", base_url=f"{over_biller.base_url}/v1", timeout_s=10
     )
@@ -181,10 +182,9 @@ def test_a_hard_budget_holds_when_the_upstream_bills_more_prompt_tokens_than_we_
     Route.objects.filter(pk=route.pk).update(default_max_tokens=1)
     route.refresh_from_db()
     route.save()
-    issued = factories.make_key(tenant)
     cap = Decimal("1.15")
     budget = Budget.objects.create(
-        scope="tenant", tenant=tenant, period="monthly", max_cost_usd=cap
+        scope="tenant", tenant=acme.tenant, period="monthly", max_cost_usd=cap
     )
     per_request = (Decimal(BILLED_PROMPT) * 1000 + Decimal(1)) / Decimal(1_000_000)
     time.sleep(0.2)
@@ -192,14 +192,14 @@ def test_a_hard_budget_holds_when_the_upstream_bills_more_prompt_tokens_than_we_
     def ask(gateway: GatewayProcess) -> httpx.Response:
         return httpx.post(
             f"{gateway.base_url}/v1/chat/completions",
-            headers={"authorization": f"Bearer {issued.plaintext}"},
+            headers={"authorization": f"Bearer {acme.plaintext_key}"},
             json={"model": "over", "messages": SHORT},
             timeout=30,
         )
 
     # Each process sees the upstream's usage once, then the burst comes.
     assert [ask(g).status_code for g in two_gateways] == [200, 200]
-    responses = asyncio.run(_fire(two_gateways, issued.plaintext, model="over", messages=SHORT))
+    responses = asyncio.run(_fire(two_gateways, acme.plaintext_key, model="over", messages=SHORT))
 
     statuses = [r.status_code for r in responses]
     assert set(statuses) == {200, 429}, set(statuses)

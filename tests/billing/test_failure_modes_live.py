@@ -15,6 +15,7 @@ from audit.models import AuditEvent
 from billing.models import Budget, RateLimit
 from tests import factories
 from tests.live import GatewayProcess, RedisServer
+from tests.personas import Personas
 
 pytestmark = [
     pytest.mark.live,
@@ -32,17 +33,15 @@ def redis_server():
 
 
 @pytest.fixture
-def setup(transactional_db):
-    tenant = factories.make_tenant("fragile")
-    local = factories.make_provider("local", kind="stub", stub_delay_ms=100)
-    echo = factories.make_model(local, "echo", input_per_million="1", output_per_million="2")
+def key(personas: Personas) -> str:
+    """acme's key, rate limited; the route `budgeted` has a budget, `limited` has none."""
+    slow = factories.make_provider("slow-stub", kind="stub", stub_delay_ms=100)
+    echo = factories.make_model(slow, "echo", input_per_million="1", output_per_million="2")
     budgeted = factories.make_route("budgeted", echo)
     factories.make_route("limited", echo)
     Budget.objects.create(scope="route", route=budgeted, period="daily", max_cost_usd=Decimal(5))
-    RateLimit.objects.create(
-        scope="key", api_key=(issued := factories.make_key(tenant)).api_key, rpm=1000
-    )
-    return {"key": issued.plaintext, "budgeted": budgeted}
+    RateLimit.objects.create(scope="key", api_key=personas.acme.key, rpm=1000)
+    return personas.acme.plaintext_key
 
 
 def ask(gateway: GatewayProcess, key: str, route: str) -> httpx.Response:
@@ -54,22 +53,22 @@ def ask(gateway: GatewayProcess, key: str, route: str) -> httpx.Response:
     )
 
 
-def test_redis_down_fails_budgets_closed_and_rate_limits_open_then_recovers(setup, redis_server):
+def test_redis_down_fails_budgets_closed_and_rate_limits_open_then_recovers(key, redis_server):
     gateway = GatewayProcess(extra_env={"REDIS_URL": redis_server.url}).start()
     try:
-        assert ask(gateway, setup["key"], "budgeted").status_code == 200
-        assert ask(gateway, setup["key"], "limited").status_code == 200
+        assert ask(gateway, key, "budgeted").status_code == 200
+        assert ask(gateway, key, "limited").status_code == 200
 
         redis_server.stop()
-        closed = ask(gateway, setup["key"], "budgeted")
+        closed = ask(gateway, key, "budgeted")
         assert closed.status_code == 503
         assert closed.json()["error"]["code"] == "governance_unavailable"
-        opened = ask(gateway, setup["key"], "limited")  # only a rate limit: fail open
+        opened = ask(gateway, key, "limited")  # only a rate limit: fail open
         assert opened.status_code == 200
 
         redis_server.start()  # same port, empty: counters are rebuilt from the ledger
         deadline = time.monotonic() + 10
-        while (response := ask(gateway, setup["key"], "budgeted")).status_code != 200:
+        while (response := ask(gateway, key, "budgeted")).status_code != 200:
             assert time.monotonic() < deadline, response.text
             time.sleep(0.2)
         client = redis.Redis.from_url(redis_server.url)
@@ -83,14 +82,14 @@ def test_redis_down_fails_budgets_closed_and_rate_limits_open_then_recovers(setu
         gateway.stop()
 
 
-def test_a_client_leaving_mid_stream_settles_what_was_consumed(setup, redis_server):
+def test_a_client_leaving_mid_stream_settles_what_was_consumed(key, redis_server):
     gateway = GatewayProcess(extra_env={"REDIS_URL": redis_server.url}).start()
     try:
         long_prompt = [{"role": "user", "content": " ".join(f"word{i}" for i in range(12))}]
         with httpx.stream(
             "POST",
             f"{gateway.base_url}/v1/chat/completions",
-            headers={"authorization": f"Bearer {setup['key']}"},
+            headers={"authorization": f"Bearer {key}"},
             json={"model": "budgeted", "messages": long_prompt, "stream": True},
             timeout=30,
         ) as response:

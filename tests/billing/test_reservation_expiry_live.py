@@ -21,6 +21,7 @@ import redis
 from billing.models import Budget
 from tests import factories
 from tests.live import GatewayProcess, RedisServer
+from tests.personas import Personas
 
 pytestmark = [
     pytest.mark.live,
@@ -41,8 +42,9 @@ def redis_server():
 
 
 @pytest.fixture
-def tenant_key(transactional_db, fake_openai):
-    tenant = factories.make_tenant("crashy")
+def tenant_key(personas: Personas, fake_openai) -> str:
+    """acme's key, under a budget that IN_FLIGHT requests to the route `slow` hold whole."""
+    tenant = personas.acme.tenant
     provider = factories.make_provider(
         "fake",
         kind="openai",
@@ -63,7 +65,7 @@ def tenant_key(transactional_db, fake_openai):
         period="total",
         max_cost_usd=Decimal("0.1") * IN_FLIGHT + Decimal("0.05"),
     )
-    return factories.make_key(tenant).plaintext
+    return personas.acme.plaintext_key
 
 
 def ask(gateway: GatewayProcess, key: str, route: str) -> httpx.Response:
@@ -101,8 +103,8 @@ def test_a_killed_gateways_reservations_expire_with_their_requests_deadline(
             time.sleep(0.01)
         assert client.zcard("gw:resv:expiry") == IN_FLIGHT, victim.log()
         admitted_at = time.monotonic()
-        victim.process.kill()  # type: ignore[union-attr]  # SIGKILL: nothing is settled
-        victim.process.wait()  # type: ignore[union-attr]
+        victim.process.kill()  # SIGKILL: nothing is settled
+        victim.process.wait()
 
         # While their requests could still be running, their reservations hold the budget.
         held = ask(survivor, tenant_key, "quick")

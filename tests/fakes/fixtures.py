@@ -10,8 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.fakes.anthropic_upstream import FakeAnthropic
+from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.server import FakeServer
-from tests.fakes.upstreams import FakeAnthropic, FakeOpenAI
 
 _running: dict[type[FakeServer], FakeServer] = {}
 
@@ -27,9 +28,9 @@ def _shared(cls: type[FakeServer]) -> Iterator[FakeServer]:
 
 @pytest.fixture(scope="session")
 def fake_openai() -> Iterator[FakeOpenAI]:
-    yield from _shared(FakeOpenAI)  # type: ignore[misc]
+    yield from _shared(FakeOpenAI)
 
 
 @pytest.fixture(scope="session")
 def fake_anthropic() -> Iterator[FakeAnthropic]:
-    yield from _shared(FakeAnthropic)  # type: ignore[misc]
+    yield from _shared(FakeAnthropic)

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from providers.transport import new_upstream_client
+from providers.aiohttp_transport import new_upstream_client
 
 
 @pytest.fixture

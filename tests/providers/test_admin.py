@@ -1,16 +1,20 @@
-"""The provider admin: models inline, and whether the key's env var is set (never its value)."""
+"""The provider admin: models inline, whether the key's env var is set (never its value), and
+each model's circuit, with the action that resets it."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.urls import reverse
 
+from providers.circuit import CLOSED, OPEN, breaker, circuit_states, target_key
 from providers.models import Provider
 from tests import factories
+from tests.providers.test_circuit import target
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_circuits")]
 
 
 @pytest.mark.parametrize(
@@ -159,3 +163,72 @@ def test_it_refuses_resilience_values_that_mean_nothing(admin_client, field, val
     assert response.status_code == 200
     assert field in response.context["adminform"].form.errors
     assert not Provider.objects.exists()
+
+
+# --- circuits ---------------------------------------------------------------------------------
+def _open_circuit(provider: str, model: str) -> None:
+    t = target(model, provider=provider, threshold=1)
+    async_to_sync(breaker.record)(t, ok=False, kind="server_error")
+
+
+@pytest.mark.django_db
+def test_the_provider_list_shows_each_models_circuit(admin_client):
+    provider = factories.make_provider("acme-ai")
+    factories.make_model(provider, "broken")
+    factories.make_model(provider, "fine")
+    _open_circuit("acme-ai", "broken")
+
+    content = admin_client.get(reverse("admin:providers_provider_changelist")).content.decode()
+
+    assert "broken: open (1 consecutive failure, probe at" in content
+    assert "fine: closed" in content
+
+
+@pytest.mark.django_db
+def test_the_provider_page_shows_each_models_circuit(admin_client):
+    provider = factories.make_provider("acme-ai")
+    factories.make_model(provider, "broken")
+    _open_circuit("acme-ai", "broken")
+
+    page = admin_client.get(reverse("admin:providers_provider_change", args=[provider.pk]))
+
+    assert "broken: open (1 consecutive failure, probe at" in page.content.decode()
+
+
+@pytest.mark.django_db
+def test_the_reset_action_closes_the_selected_providers_circuits(admin_client):
+    chosen = factories.make_provider("acme-ai")
+    other = factories.make_provider("other-ai")
+    factories.make_model(chosen, "broken")
+    factories.make_model(other, "broken")
+    _open_circuit("acme-ai", "broken")
+    _open_circuit("other-ai", "broken")
+
+    response = admin_client.post(
+        reverse("admin:providers_provider_changelist"),
+        {"action": "reset_circuit", "_selected_action": [chosen.pk]},
+        follow=True,
+    )
+
+    assert "Closed 1 circuit(s) of 1 provider(s)." in response.content.decode()
+    states = {
+        s.key: s.state
+        for s in circuit_states(
+            keys=[target_key("acme-ai", "broken"), target_key("other-ai", "broken")]
+        )
+    }
+    assert states == {"acme-ai/broken": CLOSED, "other-ai/broken": OPEN}
+
+
+@pytest.mark.django_db
+def test_the_provider_pages_say_when_redis_is_unreachable(admin_client, settings):
+    provider = factories.make_provider("acme-ai")
+    factories.make_model(provider, "echo")
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+
+    changelist = admin_client.get(reverse("admin:providers_provider_changelist"))
+    page = admin_client.get(reverse("admin:providers_provider_change", args=[provider.pk]))
+
+    for response in (changelist, page):
+        assert response.status_code == 200
+        assert "echo: unknown (Redis unreachable)" in response.content.decode()

@@ -1,4 +1,5 @@
-"""The Anthropic adapter against the fake Messages API, over real HTTP."""
+"""The Anthropic adapter against the fake Messages API, over real HTTP (how it fails,
+beside the OpenAI adapter: test_adapter_errors.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import pytest
 
 from providers.anthropic import AnthropicProvider, TranslationError
 from providers.anthropic.adapter import ANTHROPIC_VERSION
-from providers.base import UpstreamError, UpstreamStreamError
 from tests.fakes.upstreams import (
     CACHE_CREATION_TOKENS,
     CACHE_INPUT_TOKENS,
@@ -15,7 +15,6 @@ from tests.fakes.upstreams import (
     COMPLETION_TOKENS,
     PROMPT_TOKENS,
     TOOL_INPUT,
-    refused_base_url,
 )
 from tests.providers.support import chat, collect, target_for
 
@@ -247,122 +246,3 @@ async def test_invalid_tool_call_arguments_fail_before_any_request(fake_anthropi
         await anext(anthropic.stream(target(fake_anthropic.base_url, "ok"), body, http_client))
 
     assert fake_anthropic.requests == []
-
-
-FAILURES = [
-    ("fail-400", 400, "client_error", False),
-    ("fail-429", 429, "rate_limited", True),
-    ("fail-500", 500, "server_error", True),
-    ("fail-502", 502, "server_error", True),
-    ("fail-503", 503, "server_error", True),
-    ("fail-529", 529, "server_error", True),
-]
-
-
-@pytest.mark.parametrize(("model", "status", "kind", "retryable"), FAILURES)
-async def test_a_failed_call_raises_the_matching_upstream_error(
-    fake_anthropic, http_client, model, status, kind, retryable
-):
-    with pytest.raises(UpstreamError) as caught:
-        await anthropic.complete(target(fake_anthropic.base_url, model), chat(), http_client)
-
-    assert (caught.value.status, caught.value.kind, caught.value.retryable) == (
-        status,
-        kind,
-        retryable,
-    )
-
-
-@pytest.mark.parametrize(("model", "status", "kind", "retryable"), FAILURES)
-async def test_a_failed_stream_raises_the_upstream_error_on_the_first_chunk(
-    fake_anthropic, http_client, model, status, kind, retryable
-):
-    with pytest.raises(UpstreamError) as caught:
-        await anext(anthropic.stream(target(fake_anthropic.base_url, model), chat(), http_client))
-
-    assert (caught.value.status, caught.value.kind, caught.value.retryable) == (
-        status,
-        kind,
-        retryable,
-    )
-
-
-async def test_an_anthropic_error_envelope_becomes_an_openai_one(fake_anthropic, http_client):
-    with pytest.raises(UpstreamError) as caught:
-        await anthropic.complete(target(fake_anthropic.base_url, "fail-400"), chat(), http_client)
-
-    assert caught.value.body == {
-        "error": {
-            "message": "fake upstream failure 400",
-            "type": "invalid_request_error",
-            "param": None,
-            "code": None,
-        }
-    }
-
-
-async def test_a_rate_limit_carries_the_retry_after(fake_anthropic, http_client):
-    with pytest.raises(UpstreamError) as caught:
-        await anthropic.complete(target(fake_anthropic.base_url, "fail-429"), chat(), http_client)
-
-    assert caught.value.retry_after == 0.0
-
-
-async def test_a_refused_connection_is_a_retryable_connect_error(http_client):
-    with pytest.raises(UpstreamError) as caught:
-        await anext(anthropic.stream(target(refused_base_url(), "ok"), chat(), http_client))
-
-    assert (caught.value.kind, caught.value.retryable) == ("connect_error", True)
-
-
-async def test_a_stalled_upstream_times_out(fake_anthropic, http_client):
-    with pytest.raises(UpstreamError) as caught:
-        await anthropic.complete(
-            target(fake_anthropic.base_url, "stall", timeout_s=0.3), chat(), http_client
-        )
-
-    assert caught.value.kind == "timeout"
-
-
-async def test_an_error_before_any_content_still_allows_a_fallback(fake_anthropic, http_client):
-    with pytest.raises(UpstreamError) as caught:
-        await anext(
-            anthropic.stream(target(fake_anthropic.base_url, "error-at-start"), chat(), http_client)
-        )
-
-    assert (caught.value.status, caught.value.kind, caught.value.retryable) == (
-        529,
-        "server_error",
-        True,
-    )
-
-
-async def test_an_error_event_after_content_is_a_stream_error(fake_anthropic, http_client):
-    chunks = []
-    with pytest.raises(UpstreamStreamError) as caught:
-        async for chunk in anthropic.stream(
-            target(fake_anthropic.base_url, "error-after-200"), chat(), http_client
-        ):
-            chunks.append(chunk)
-
-    assert len(chunks) == 1
-    assert caught.value.kind == "upstream_error_event"
-    assert "Overloaded" in caught.value.message
-
-
-async def test_a_dropped_connection_mid_stream_is_a_stream_error(fake_anthropic, http_client):
-    with pytest.raises(UpstreamStreamError) as caught:
-        await collect(
-            anthropic.stream(target(fake_anthropic.base_url, "midstream-drop"), chat(), http_client)
-        )
-
-    assert caught.value.kind == "connection_lost"
-
-
-async def test_a_stream_without_message_stop_is_a_stream_error(fake_anthropic, http_client):
-    with pytest.raises(UpstreamStreamError) as caught:
-        await collect(
-            anthropic.stream(target(fake_anthropic.base_url, "truncated"), chat(), http_client)
-        )
-
-    assert caught.value.kind == "truncated"

@@ -1,20 +1,18 @@
-"""The OpenAI and Azure adapters against the fake OpenAI server, over real HTTP."""
+"""The OpenAI and Azure adapters against the fake OpenAI server, over real HTTP (how they
+fail, beside the Anthropic adapter: test_adapter_errors.py)."""
 
 from __future__ import annotations
 
 import httpx
-import pytest
 
-from providers.base import UpstreamError, UpstreamStreamError
-from providers.http import parse_retry_after
+from providers.aiohttp_transport import new_upstream_client
+from providers.calls import parse_retry_after
 from providers.openai import AZURE_DEFAULT_API_VERSION, AzureOpenAIProvider, OpenAIProvider
-from providers.transport import new_upstream_client
 from tests.fakes.upstreams import (
     COMPLETION_TOKENS,
     CREATED,
     PROMPT_TOKENS,
     TOOL_INPUT,
-    refused_base_url,
 )
 from tests.providers.support import chat, collect, target_for
 
@@ -155,174 +153,6 @@ async def test_azure_uses_the_configured_api_version(fake_openai, http_client):
     await collect(azure.stream(target, chat(), http_client))
 
     assert fake_openai.last[0].endswith("?api-version=2025-01-01-preview")
-
-
-FAILURES = [
-    ("fail-400", 400, "client_error", False),
-    ("fail-429", 429, "rate_limited", True),
-    ("fail-500", 500, "server_error", True),
-    ("fail-502", 502, "server_error", True),
-    ("fail-503", 503, "server_error", True),
-    ("fail-529", 529, "server_error", True),
-]
-
-
-@pytest.mark.parametrize(("model", "status", "kind", "retryable"), FAILURES)
-async def test_a_failed_call_raises_the_matching_upstream_error(
-    fake_openai, http_client, model, status, kind, retryable
-):
-    with pytest.raises(UpstreamError) as caught:
-        await openai.complete(target_for(fake_openai.base_url, model), chat(), http_client)
-
-    assert (caught.value.status, caught.value.kind, caught.value.retryable) == (
-        status,
-        kind,
-        retryable,
-    )
-
-
-@pytest.mark.parametrize(("model", "status", "kind", "retryable"), FAILURES)
-async def test_a_failed_stream_raises_the_upstream_error_on_the_first_chunk(
-    fake_openai, http_client, model, status, kind, retryable
-):
-    stream = openai.stream(target_for(fake_openai.base_url, model), chat(), http_client)
-
-    with pytest.raises(UpstreamError) as caught:
-        await anext(stream)
-
-    assert (caught.value.status, caught.value.kind, caught.value.retryable) == (
-        status,
-        kind,
-        retryable,
-    )
-
-
-async def test_a_client_error_carries_the_upstream_envelope(fake_openai, http_client):
-    with pytest.raises(UpstreamError) as caught:
-        await openai.complete(target_for(fake_openai.base_url, "fail-400"), chat(), http_client)
-
-    assert caught.value.body == {
-        "error": {
-            "message": "fake upstream failure 400",
-            "type": "invalid_request_error",
-            "param": "messages",
-            "code": "invalid_value",
-        }
-    }
-
-
-async def test_a_rate_limit_carries_the_retry_after(fake_openai, http_client):
-    with pytest.raises(UpstreamError) as caught:
-        await openai.complete(target_for(fake_openai.base_url, "fail-429"), chat(), http_client)
-
-    assert caught.value.retry_after == 0.0
-
-
-async def test_a_refused_connection_is_a_retryable_connect_error(http_client):
-    with pytest.raises(UpstreamError) as caught:
-        await openai.complete(target_for(refused_base_url(), "ok"), chat(), http_client)
-
-    assert (caught.value.kind, caught.value.retryable, caught.value.status) == (
-        "connect_error",
-        True,
-        None,
-    )
-
-
-async def test_a_refused_stream_fails_on_the_first_chunk(http_client):
-    with pytest.raises(UpstreamError) as caught:
-        await anext(openai.stream(target_for(refused_base_url(), "ok"), chat(), http_client))
-
-    assert caught.value.kind == "connect_error"
-
-
-async def test_a_stalled_upstream_times_out(fake_openai, http_client):
-    target = target_for(fake_openai.base_url, "stall", timeout_s=0.3)
-
-    with pytest.raises(UpstreamError) as caught:
-        await openai.complete(target, chat(), http_client)
-
-    assert (caught.value.kind, caught.value.retryable) == ("timeout", True)
-
-
-async def test_a_stalled_stream_times_out_before_the_first_chunk(fake_openai, http_client):
-    target = target_for(fake_openai.base_url, "stall", timeout_s=0.3)
-
-    with pytest.raises(UpstreamError) as caught:
-        await anext(openai.stream(target, chat(), http_client))
-
-    assert caught.value.kind == "timeout"
-
-
-async def test_a_dropped_connection_mid_stream_is_a_stream_error(fake_openai, http_client):
-    chunks = []
-    with pytest.raises(UpstreamStreamError) as caught:
-        async for chunk in openai.stream(
-            target_for(fake_openai.base_url, "midstream-drop"), chat(), http_client
-        ):
-            chunks.append(chunk)
-
-    assert len(chunks) == 2
-    assert caught.value.kind == "connection_lost"
-
-
-async def test_a_body_cut_short_is_a_retryable_error(fake_openai, http_client):
-    with pytest.raises(UpstreamError) as caught:
-        await openai.complete(
-            target_for(fake_openai.base_url, "midstream-drop"), chat(), http_client
-        )
-
-    assert caught.value.retryable
-
-
-async def test_an_error_event_after_the_first_chunk_is_a_stream_error(fake_openai, http_client):
-    chunks = []
-    with pytest.raises(UpstreamStreamError) as caught:
-        async for chunk in openai.stream(
-            target_for(fake_openai.base_url, "error-after-200"), chat(), http_client
-        ):
-            chunks.append(chunk)
-
-    assert len(chunks) == 2
-    assert caught.value.kind == "upstream_error_event"
-    assert "fake failure mid-stream" in caught.value.message
-
-
-async def test_an_error_right_after_the_role_chunk_still_allows_a_fallback(
-    fake_openai, http_client
-):
-    stream = openai.stream(target_for(fake_openai.base_url, "error-at-start"), chat(), http_client)
-
-    with pytest.raises(UpstreamError) as caught:
-        await anext(stream)
-
-    assert (caught.value.kind, caught.value.retryable) == ("server_error", True)
-    assert caught.value.body["error"]["message"] == "fake failure mid-stream"
-
-
-async def test_a_bad_base_url_is_a_connect_error(http_client):
-    with pytest.raises(UpstreamError) as caught:
-        await openai.complete(target_for("not a url", "ok"), chat(), http_client)
-
-    assert caught.value.kind == "connect_error"
-
-
-async def test_an_error_body_with_status_200_is_a_bad_response(fake_openai, http_client):
-    with pytest.raises(UpstreamError) as caught:
-        await openai.complete(
-            target_for(fake_openai.base_url, "error-after-200"), chat(), http_client
-        )
-
-    assert (caught.value.kind, caught.value.retryable) == ("bad_response", True)
-
-
-async def test_a_stream_that_ends_without_done_is_a_stream_error(fake_openai, http_client):
-    with pytest.raises(UpstreamStreamError) as caught:
-        await collect(
-            openai.stream(target_for(fake_openai.base_url, "truncated"), chat(), http_client)
-        )
-
-    assert caught.value.kind == "truncated"
 
 
 async def test_closing_a_stream_early_releases_the_connection(fake_openai):

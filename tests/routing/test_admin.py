@@ -8,7 +8,7 @@ import pytest
 from django.contrib.auth.models import Permission, User
 from django.urls import reverse
 
-from routing import admin_cache
+from routing.cache import admin as admin_cache
 from routing.models import Route
 from tests import factories
 

@@ -15,16 +15,10 @@ from django.utils import timezone
 
 from gateway_project.lib import generation
 from tenants.models import ApiKey
-from tests import factories
+from tests.personas import Persona
 
 pytestmark = pytest.mark.django_db(transaction=True)
 USER = [{"role": "user", "content": "Hello there"}]
-
-
-@pytest.fixture
-def issued(transactional_db):
-    factories.make_route("echo", factories.make_model(factories.make_provider("local"), "echo"))
-    return factories.make_key(factories.make_tenant("acme"))
 
 
 async def status_for(plaintext: str) -> int:
@@ -37,9 +31,9 @@ async def status_for(plaintext: str) -> int:
     return response.status_code
 
 
-def revoke_behind_the_snapshots_back(issued) -> None:  # type: ignore[no-untyped-def]
+def revoke_behind_the_snapshots_back(persona: Persona) -> None:
     """A committed revocation whose announcement never arrived (an update sends no signal)."""
-    ApiKey.objects.filter(pk=issued.api_key.pk).update(revoked_at=timezone.now())
+    ApiKey.objects.filter(pk=persona.key.pk).update(revoked_at=timezone.now())
 
 
 def test_a_bump_that_fails_is_retried_until_it_lands(settings, tmp_path):
@@ -55,22 +49,22 @@ def test_a_bump_that_fails_is_retried_until_it_lands(settings, tmp_path):
 
 
 async def test_a_snapshot_past_its_maximum_age_is_rebuilt_though_the_generation_did_not_move(
-    issued, settings
+    personas, settings
 ):
     settings.GATEWAY_SNAPSHOT_CHECK_SECONDS = 0
     settings.GATEWAY_SNAPSHOT_MAX_AGE_SECONDS = 0.5
-    assert await status_for(issued.plaintext) == 200
-    await sync_to_async(revoke_behind_the_snapshots_back)(issued)
+    assert await status_for(personas.acme.plaintext_key) == 200
+    await sync_to_async(revoke_behind_the_snapshots_back)(personas.acme)
     await asyncio.sleep(0.6)
-    assert await status_for(issued.plaintext) == 401
+    assert await status_for(personas.acme.plaintext_key) == 401
 
 
 async def test_a_process_that_cannot_read_the_generation_rebuilds_after_the_maximum_age(
-    issued, settings, monkeypatch
+    personas, settings, monkeypatch
 ):
     settings.GATEWAY_SNAPSHOT_CHECK_SECONDS = 0
     settings.GATEWAY_SNAPSHOT_MAX_AGE_SECONDS = 0.5
-    assert await status_for(issued.plaintext) == 200
+    assert await status_for(personas.acme.plaintext_key) == 200
 
     def unreadable() -> str:
         raise ConnectionError("Redis is away")
@@ -80,7 +74,7 @@ async def test_a_process_that_cannot_read_the_generation_rebuilds_after_the_maxi
 
     monkeypatch.setattr(generation, "current", unreadable)
     monkeypatch.setattr(generation, "acurrent", aunreadable)
-    await sync_to_async(revoke_behind_the_snapshots_back)(issued)
-    assert await status_for(issued.plaintext) == 200  # the snapshot is young: kept
+    await sync_to_async(revoke_behind_the_snapshots_back)(personas.acme)
+    assert await status_for(personas.acme.plaintext_key) == 200  # the snapshot is young: kept
     await asyncio.sleep(0.6)
-    assert await status_for(issued.plaintext) == 401
+    assert await status_for(personas.acme.plaintext_key) == 401

@@ -18,7 +18,6 @@ import redis
 
 from gateway_project.lib import generation
 from tenants.services import api_key_revoke
-from tests import factories
 from tests.live import GatewayProcess, RedisServer, stop_quietly
 
 pytestmark = [
@@ -37,12 +36,6 @@ def own_redis(tmp_path, settings, monkeypatch):
     monkeypatch.setattr(generation, "_sync_client", None)
     yield server
     server.stop()
-
-
-@pytest.fixture
-def issued(transactional_db):
-    factories.make_route("echo", factories.make_model(factories.make_provider("local"), "echo"))
-    return factories.make_key(factories.make_tenant("acme"))
 
 
 def gateway_for(server: RedisServer, *, max_age: float) -> GatewayProcess:
@@ -74,35 +67,37 @@ def seconds_until_refused(gateway: GatewayProcess, plaintext: str, *, within: fl
 
 
 def test_a_key_revoked_while_redis_is_down_is_refused_once_redis_is_back(
-    own_redis, issued, django_db_blocker
+    own_redis, personas, django_db_blocker
 ):
     # A maximum age far off: only the retried bump can tell the gateway.
     gateway = gateway_for(own_redis, max_age=600)
     try:
-        assert status(gateway, issued.plaintext) == 200
+        assert status(gateway, personas.acme.plaintext_key) == 200
         redis.Redis.from_url(own_redis.url).save()  # the generation the gateway holds
         own_redis.stop()
-        api_key_revoke(api_key=issued.api_key)  # committed; the announcement fails
-        assert status(gateway, issued.plaintext) == 200  # nothing has told the gateway yet
+        api_key_revoke(api_key=personas.acme.key)  # committed; the announcement fails
+        assert (
+            status(gateway, personas.acme.plaintext_key) == 200
+        )  # nothing has told the gateway yet
         time.sleep(1)
         own_redis.start()  # back, with the old generation token from its saved data
         assert redis.Redis.from_url(own_redis.url).get(generation.REDIS_KEY) is not None
-        waited = seconds_until_refused(gateway, issued.plaintext, within=15)
+        waited = seconds_until_refused(gateway, personas.acme.plaintext_key, within=15)
         print(f"\nrefused {waited:.2f} s after Redis came back")
     finally:
         stop_quietly(gateway, django_db_blocker=django_db_blocker)
 
 
 def test_a_key_revoked_while_redis_stalls_is_refused_within_the_maximum_age(
-    own_redis, issued, django_db_blocker
+    own_redis, personas, django_db_blocker
 ):
     gateway = gateway_for(own_redis, max_age=3)
     try:
-        assert status(gateway, issued.plaintext) == 200
+        assert status(gateway, personas.acme.plaintext_key) == 200
         own_redis.process.send_signal(signal.SIGSTOP)  # stalled, and it stays so
         revoked_at = time.monotonic()
-        api_key_revoke(api_key=issued.api_key)  # the announcement times out
-        waited = seconds_until_refused(gateway, issued.plaintext, within=15)
+        api_key_revoke(api_key=personas.acme.key)  # the announcement times out
+        waited = seconds_until_refused(gateway, personas.acme.plaintext_key, within=15)
         since_revocation = time.monotonic() - revoked_at
         print(f"\nrefused {since_revocation:.2f} s after the revocation, Redis still stalled")
         assert waited < 3 + 3  # the maximum age, plus the generation reads timing out

@@ -18,11 +18,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 HELLO = [{"role": "user", "content": "hello"}]
 
 
-def test_sigterm_under_load_loses_no_audit_row(transactional_db):
-    tenant = factories.make_tenant("busy")
+def test_sigterm_under_load_loses_no_audit_row(personas):
     slow = factories.make_provider("slow", kind="stub", stub_delay_ms=400)
     factories.make_route("slow", factories.make_model(slow, "echo"))
-    key = factories.make_key(tenant).plaintext
+    key = personas.acme.plaintext_key
     # A long flush interval: rows are still queued when SIGTERM arrives, so the shutdown
     # flush (not the periodic one) has to write them.
     gateway = GatewayProcess(extra_env={"AUDIT_FLUSH_INTERVAL_SECONDS": "30"}).start()

@@ -1,6 +1,7 @@
 """The DRF management API for tenants and keys: errors in the OpenAI envelope.
 
-Who may call it (permissions, tokens, sessions, CSRF) is tests/test_management_access.py.
+Who may call it: permissions in tests/gateway_project/lib/test_drf_permissions.py, tokens in
+tests/tenants/test_rest_auth.py, sessions and CSRF in tests/gateway_project/lib/test_drf.py.
 """
 
 from __future__ import annotations

@@ -15,8 +15,10 @@ from tenants.services import (
     api_key_expiry_validate,
     api_key_issue,
     api_key_routes_validate,
+    api_key_update,
     tenant_create,
     tenant_set_status,
+    tenant_update,
     tenant_upsert,
 )
 from tests import factories
@@ -231,3 +233,30 @@ def test_key_status_is_derived_and_the_query_filter_agrees(acme):
     ]
     with pytest.raises(ValueError):
         api_key_status_q("lost")
+
+
+# --- updates (the admin's change forms, the management API) ---------------------------------
+
+
+def test_api_key_update_checks_route_names_and_writes_only_a_change(acme, globex, saved):
+    factories.make_route("theirs", factories.make_model(factories.make_provider()), tenant=globex)
+    api_key = factories.make_key(acme).api_key
+    saved.clear()
+
+    with pytest.raises(ValidationError) as refused:
+        api_key_update(api_key=api_key, allowed_routes=["theirs"])
+    same = api_key_update(api_key=api_key, name=api_key.name, max_n=None)
+    tightened = api_key_update(api_key=api_key, max_n=1)
+
+    assert refused.value.code == "unknown_route"
+    assert (same.change, tightened.change) == (Change.UNCHANGED, Change.UPDATED)
+    assert saved == ["ApiKey"]
+
+
+def test_tenant_update_may_rename_the_slug_and_checks_route_names(acme):
+    renamed = tenant_update(tenant=acme, slug="acme-two", name="Acme Two")
+
+    assert renamed.change == Change.UPDATED
+    assert Tenant.objects.get(pk=acme.pk).slug == "acme-two"
+    with pytest.raises(ValidationError):
+        tenant_update(tenant=acme, allowed_routes=["nowhere"])

@@ -12,8 +12,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from routing.selectors import route_names_visible_to
 from tenants.models import Tenant
+from tenants.route_names import route_names_visible_to
 from tenants.selectors import tenant_get
 from tenants.services import api_key_issue
 

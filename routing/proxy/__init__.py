@@ -1,0 +1,1 @@
+"""The proxy path, stage by stage: handler.py runs them in order."""
