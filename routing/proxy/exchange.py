@@ -21,6 +21,7 @@ from gateway_project.lib import after_response
 from gateway_project.lib.errors import GatewayError
 from providers.base import Price, Target, UpstreamError
 from providers.tokens import estimate_prompt_tokens, estimate_tokens, prompt_calibration
+from routing.proxy.finished import request_finished
 from routing.proxy.request import ChatRequest
 from routing.snapshot import RouteEntry, Snapshot
 from tenants.auth import Caller, presented_key, presented_prefix
@@ -85,8 +86,13 @@ class Exchange:
         return cost.quantize(COST_PLACES)
 
     def record(self, *, outcome: str, status: int, error: GatewayError | None = None) -> None:
-        if not settings.AUDIT_ENABLED:
-            return
+        """The request is over: tell its watchers (finished.py), then queue its audit row."""
+        row = self.audit_row(outcome=outcome, status=status, error=error)
+        request_finished(row)
+        if settings.AUDIT_ENABLED:
+            audit_writer.record(row)
+
+    def audit_row(self, *, outcome: str, status: int, error: GatewayError | None) -> AuditRow:
         snap, caller, chat, target = self.snapshot, self.caller, self.chat, self.target
         price = self.price
         cost = self.cost
@@ -97,48 +103,46 @@ class Exchange:
         if client_request_id:
             metadata["client_request_id"] = client_request_id[:200]
         limit = settings.AUDIT_MAX_TEXT_CHARS
-        audit_writer.record(
-            AuditRow(
-                request_id=self.request_id,
-                created_at=self.created_at,
-                tenant_id=caller.tenant.id if caller else None,
-                tenant_slug=caller.tenant.slug if caller else "",
-                api_key_id=caller.key.id if caller else None,
-                key_prefix=caller.key.prefix
-                if caller
-                else presented_prefix(presented_key(self.request)),
-                route_id=self.route.id if self.route else None,
-                route=self.route.name if self.route else (chat.route_name if chat else ""),
-                requested_model=chat.requested_model if chat else "",
-                provider=target.provider_name if target else "",
-                model=target.model if target else "",
-                fallback_used=self.fell_back,
-                attempts=self.upstream_attempts,
-                stream=bool(chat and chat.stream),
-                outcome=outcome,
-                status_code=status,
-                error_type=(error.code or error.type) if error else "",
-                error_message=error.message[:2000] if error else "",
-                latency_ms=self.elapsed_ms(),
-                ttft_ms=self.elapsed_ms(self.first_token_at) if self.first_token_at else None,
-                prompt_tokens=self.prompt_tokens,
-                completion_tokens=self.completion_tokens,
-                total_tokens=self.prompt_tokens + self.completion_tokens,
-                cached_tokens=self.cached_tokens,
-                reasoning_tokens=self.reasoning_tokens,
-                cost_usd=cost,
-                price_version_id=price.version_id if price else None,
-                # Redacted by the writer thread, off the response path.
-                prompt=self.prompt
-                if self.prompt is not None
-                else (chat.body.get("messages", []) if chat else []),
-                response=self.response_text[:limit],
-                attempt_log=self.attempts,
-                metadata=metadata,
-                config_version=snap.version if snap else "",
-                # No snapshot, no rules to go by (None): the writer withholds the free text.
-                rules=snap.redaction.rules if snap else None,
-            )
+        return AuditRow(
+            request_id=self.request_id,
+            created_at=self.created_at,
+            tenant_id=caller.tenant.id if caller else None,
+            tenant_slug=caller.tenant.slug if caller else "",
+            api_key_id=caller.key.id if caller else None,
+            key_prefix=caller.key.prefix
+            if caller
+            else presented_prefix(presented_key(self.request)),
+            route_id=self.route.id if self.route else None,
+            route=self.route.name if self.route else (chat.route_name if chat else ""),
+            requested_model=chat.requested_model if chat else "",
+            provider=target.provider_name if target else "",
+            model=target.model if target else "",
+            fallback_used=self.fell_back,
+            attempts=self.upstream_attempts,
+            stream=bool(chat and chat.stream),
+            outcome=outcome,
+            status_code=status,
+            error_type=(error.code or error.type) if error else "",
+            error_message=error.message[:2000] if error else "",
+            latency_ms=self.elapsed_ms(),
+            ttft_ms=self.elapsed_ms(self.first_token_at) if self.first_token_at else None,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            total_tokens=self.prompt_tokens + self.completion_tokens,
+            cached_tokens=self.cached_tokens,
+            reasoning_tokens=self.reasoning_tokens,
+            cost_usd=cost,
+            price_version_id=price.version_id if price else None,
+            # Redacted by the writer thread, off the response path.
+            prompt=self.prompt
+            if self.prompt is not None
+            else (chat.body.get("messages", []) if chat else []),
+            response=self.response_text[:limit],
+            attempt_log=self.attempts,
+            metadata=metadata,
+            config_version=snap.version if snap else "",
+            # No snapshot, no rules to go by (None): the writer withholds the free text.
+            rules=snap.redaction.rules if snap else None,
         )
 
 
