@@ -1,7 +1,8 @@
 """What the Prometheus metrics cost a request, in CPU: `routing.metrics.recording.record()`
-on its own for each kind of audit row, then whole requests through the gateway's ASGI
+on its own for each kind of audit row; then whole requests through the gateway's ASGI
 application in this process (the stub upstream, SQLite, no governance, no audit) with
-metrics on and off in alternating rounds; and what one scrape of /metrics costs.
+metrics on and off in alternating rounds, and record() timed inside such requests; and
+what one scrape of /metrics costs.
 
     .venv/bin/python bench/metrics_cost.py [--calls 20000] [--requests 2000] [--rounds 6]
 
@@ -205,6 +206,40 @@ async def whole_requests(key: str, requests: int, rounds: int) -> None:
         print(f"  metrics on  {on:7.1f} us  (rounds: {', '.join(f'{v:.0f}' for v in cpu[True])})")
         print(f"  metrics off {off:7.1f} us  (rounds: {', '.join(f'{v:.0f}' for v in cpu[False])})")
         print(f"  added       {on - off:7.1f} us (median of on minus median of off)")
+
+        # Request by request, on and off in turn: drift on a shared machine hits both alike.
+        each: dict[bool, list[int]] = {True: [], False: []}
+        for index in range(requests * 2):
+            enabled = index % 2 == 0
+            settings.GATEWAY_METRICS_ENABLED = enabled
+            started = time.thread_time_ns()
+            response = await http.post("/v1/chat/completions", json=body, headers=headers)
+            each[enabled].append(time.thread_time_ns() - started)
+            assert response.status_code == 200, response.text
+        settings.GATEWAY_METRICS_ENABLED = True
+        on, off = statistics.median(each[True]) / 1000, statistics.median(each[False]) / 1000
+        print(f"  alternating request by request ({requests:,} each way, CPU median):")
+        print(f"  metrics on {on:7.1f} us, off {off:7.1f} us, added {on - off:5.1f} us")
+
+        # The same requests, timing record() itself where it runs (this thread's CPU).
+        from routing.metrics import recording
+
+        original, spent = recording.record, []
+
+        def timed(row: object) -> None:
+            started = time.thread_time_ns()
+            original(row)
+            spent.append(time.thread_time_ns() - started)
+
+        recording.record = timed
+        try:
+            await burst(requests)
+        finally:
+            recording.record = original
+        print(
+            f"  record() inside those requests: {statistics.median(spent) / 1000:.1f} us median, "
+            f"{statistics.mean(spent) / 1000:.1f} us mean CPU per request"
+        )
 
         start_wall, start_cpu = time.perf_counter(), time.process_time()
         scrapes = 20

@@ -33,7 +33,7 @@ from gateway_project.lib.request_body import Receive, Send  # noqa: E402
 
 # Loaded with the worker, not at its first request: it sets up this server's metric files
 # (routing/metrics/instruments.py), which is when a dead worker's live gauges are dropped.
-from routing.metrics import sampler as metrics_sampler  # noqa: E402
+from routing.metrics import background as metrics_background  # noqa: E402
 
 
 class ProxyASGIHandler(ASGIHandler):
@@ -149,11 +149,12 @@ async def application(scope: dict[str, Any], receive: Receive, send: Send) -> No
                 # while the database was away) are replayed even before any traffic.
                 audit_writer.start()
                 if settings.GATEWAY_METRICS_ENABLED:
-                    metrics_sampler.ensure_started()  # the audit queue's gauge, from now on
+                    metrics_background.ensure_started()  # writes the metric files
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await after_response.drain()  # settlements still in flight finish first
                 await audit_writer.aclose()
+                metrics_background.flush()  # the last requests' counts, before the exit
                 await send({"type": "lifespan.shutdown.complete"})
                 return
     # /metrics too: a scraper needs no session or CSRF, and Django's full handler would run

@@ -126,7 +126,7 @@ refusals = Counter(
     ["tenant", "route", "reason", "key"],
 )
 
-# Each worker's audit queue (routing/metrics/sampler.py): summed over the live workers.
+# Each worker's audit queue (routing/metrics/background.py): summed over the live workers.
 audit_pending = Gauge(
     "gateway_audit_pending_rows",
     "Audit rows queued in the workers' memory, not yet written.",

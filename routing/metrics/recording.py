@@ -2,14 +2,16 @@
 by routing/proxy/finished.py on the response path.
 
 It reads the row's counts, names and timings, never its text, and it never raises: a
-failure is logged (at most once a minute) and the request goes on. Its cost per request is
-in bench/README.md ("Metrics"); the labelled children are cached here because
-prometheus_client's `labels()` converts, checks and locks on every call.
+failure is logged (at most once a minute) and the request goes on. What it adds is tallied
+in memory and written to the metric files in batches (routing/metrics/tally.py); the
+labelled children are cached here because prometheus_client's `labels()` converts,
+checks and locks on every call. Its cost per request is in bench/README.md ("Metrics").
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 from itertools import chain
@@ -18,9 +20,10 @@ from typing import Any
 from django.conf import settings
 
 from audit.row import AuditRow
+from routing.metrics import background
 from routing.metrics import instruments as m
-from routing.metrics import sampler
 from routing.metrics.instruments import OTHER
+from routing.metrics.tally import tally
 from routing.snapshot import snapshots
 
 logger = logging.getLogger(__name__)
@@ -74,25 +77,33 @@ COMPLAIN_EVERY_SECONDS = 60.0
 
 
 class _Children:
-    """One metric's labelled children, by their label values."""
+    """One metric's labelled children, by their label values; what a request adds to them
+    goes to the tally (routing/metrics/tally.py), which writes it to the files."""
 
-    __slots__ = ("cache", "metric")
+    __slots__ = ("bounds", "cache", "metric")
 
-    def __init__(self, metric: Any) -> None:
+    def __init__(self, metric: Any, buckets: tuple[float, ...] = ()) -> None:
         self.metric = metric
         self.cache: dict[tuple[str, ...], Any] = {}
+        self.bounds = (*map(float, buckets), math.inf)  # a histogram's, +Inf as it adds
 
-    def __call__(self, *labels: str) -> Any:
+    def child(self, labels: tuple[str, ...]) -> Any:
         child = self.cache.get(labels)
         if child is None:
             child = self.cache[labels] = self.metric.labels(*labels)
         return child
 
+    def inc(self, labels: tuple[str, ...], amount: float = 1.0) -> None:
+        tally.add(self.child(labels), amount)
 
-token_usage = _Children(m.token_usage)
-request_duration = _Children(m.request_duration)
-time_to_first_token = _Children(m.time_to_first_token)
-time_per_output_token = _Children(m.time_per_output_token)
+    def observe(self, labels: tuple[str, ...], value: float) -> None:
+        tally.observe(self.child(labels), self.bounds, value)
+
+
+token_usage = _Children(m.token_usage, m.TOKEN_BUCKETS)
+request_duration = _Children(m.request_duration, m.DURATION_BUCKETS)
+time_to_first_token = _Children(m.time_to_first_token, m.TTFT_BUCKETS)
+time_per_output_token = _Children(m.time_per_output_token, m.TPOT_BUCKETS)
 requests = _Children(m.requests)
 tokens = _Children(m.tokens)
 cost = _Children(m.cost)
@@ -141,8 +152,9 @@ def record(row: AuditRow) -> None:
     if not settings.GATEWAY_METRICS_ENABLED:
         return
     try:
-        sampler.ensure_started()
-        _record(row)
+        background.ensure_started()
+        with tally.lock:
+            _record(row)
     except Exception:
         now = time.monotonic()
         if now - _last_complaint >= COMPLAIN_EVERY_SECONDS:
@@ -158,27 +170,27 @@ def _record(row: AuditRow) -> None:
     endpoint = endpoint if endpoint in ENDPOINTS else OTHER
     provider, model = row.provider, row.model
     status = str(row.status_code)
-    requests(tenant, route, endpoint, provider, model, status, row.outcome, key).inc()
+    requests.inc((tenant, route, endpoint, provider, model, status, row.outcome, key))
     cache = row.metadata.get("cache")
     if cache in CACHE_RESULTS:
-        cache_lookups(tenant, route, cache).inc()
+        cache_lookups.inc((tenant, route, cache))
     if cache in (None, "miss"):  # a cached answer was billed by nobody
         if row.prompt_tokens:
-            tokens(tenant, route, provider, model, "input", key).inc(row.prompt_tokens)
+            tokens.inc((tenant, route, provider, model, "input", key), row.prompt_tokens)
         if row.completion_tokens:
-            tokens(tenant, route, provider, model, "output", key).inc(row.completion_tokens)
+            tokens.inc((tenant, route, provider, model, "output", key), row.completion_tokens)
     if row.cost_usd:
-        cost(tenant, route, provider, model, key).inc(float(row.cost_usd))
+        cost.inc((tenant, route, provider, model, key), float(row.cost_usd))
     if row.fallback_used:
-        fallbacks(tenant, route).inc()
+        fallbacks.inc((tenant, route))
     if row.attempts > 1:
         repeated = _repeated_calls(row.attempt_log)
         if repeated:
-            retries(tenant, route).inc(repeated)
+            retries.inc((tenant, route), repeated)
     if row.outcome == "rejected":
         reason = REFUSALS.get(row.error_type)
         if reason is not None:
-            refusals(tenant, route, reason, key).inc()
+            refusals.inc((tenant, route, reason, key))
     operation = OPERATIONS.get(endpoint)
     if operation is not None:
         _record_genai(row, operation)
@@ -198,18 +210,18 @@ def _record_genai(row: AuditRow, operation: str) -> None:
     if asked and asked != model and not (row.route_id is not None and asked == row.route):
         asked = OTHER  # a name the client made up: not a label value
     labels = (operation, provider_names.of(provider, row.config_version), asked, model)
-    request_duration(*labels, _error_type(row)).observe(row.latency_ms / 1000)
+    request_duration.observe((*labels, _error_type(row)), row.latency_ms / 1000)
     if row.outcome not in ("success", "cancelled"):
         return  # nothing billed
-    token_usage(*labels, "input").observe(row.prompt_tokens)
+    token_usage.observe((*labels, "input"), row.prompt_tokens)
     if operation == "chat":
-        token_usage(*labels, "output").observe(row.completion_tokens)
+        token_usage.observe((*labels, "output"), row.completion_tokens)
     if row.outcome == "success" and row.stream and row.ttft_ms is not None:
         # Streams only: a whole answer's first token arrives with its last.
-        time_to_first_token(*labels).observe(row.ttft_ms / 1000)
+        time_to_first_token.observe(labels, row.ttft_ms / 1000)
         if row.completion_tokens > 1 and row.latency_ms > row.ttft_ms:
             per_token = (row.latency_ms - row.ttft_ms) / 1000 / (row.completion_tokens - 1)
-            time_per_output_token(*labels).observe(per_token)
+            time_per_output_token.observe(labels, per_token)
 
 
 def _error_type(row: AuditRow) -> str:

@@ -36,7 +36,7 @@ from billing.selectors import BudgetStanding, budget_standings
 from gateway_project.lib import metrics_dir
 from providers.base import Target
 from providers.circuit import breaker
-from routing.metrics import instruments, sampler
+from routing.metrics import background, instruments
 from routing.snapshot import Snapshot, snapshots
 
 logger = logging.getLogger(__name__)
@@ -94,7 +94,9 @@ async def _circuits(targets: list[Target]) -> dict[str, str]:
 
 async def gather() -> Scraped:
     """Read the scrape-time figures (bounded: see the module's docstring)."""
-    sampler.ensure_started()
+    background.ensure_started()
+    # This worker's own counts are exact at once; the others' are at most a second old.
+    await asyncio.to_thread(background.flush)
     scraped = Scraped()
     snap = await _part("configuration", scraped, snapshots.aget())
     if snap is not None:

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from gateway_project.lib import metrics_dir
+from routing.metrics.tally import tally
 
 
 def series_name(name: str, labels: dict[str, str]) -> str:
@@ -23,7 +24,9 @@ def series_name(name: str, labels: dict[str, str]) -> str:
 
 def read(path: str | None = None) -> dict[str, float]:
     """The counters and histogram counts in the files under `path` (default: this
-    process's directory)."""
+    process's directory, once this process's tally is written to it)."""
+    if path is None:
+        tally.flush()
     registry = CollectorRegistry(auto_describe=False)
     registry.register(MultiProcessCollector(None, path=path or os.environ[metrics_dir.ENV]))
     values: dict[str, float] = {}

@@ -1,5 +1,6 @@
 """/metrics of a real gateway with two worker processes: whichever worker answers the
-scrape, the counts are the whole server's, and they stay whole when a worker dies.
+scrape, the counts are the whole server's (each worker writes its own once a second), and
+they stay whole when a worker dies.
 
 Each worker writes its own file (counter_<pid>.db in the server's directory under
 GATEWAY_METRICS_DIR, gateway_project/lib/metrics_dir.py); reading those files one at a
@@ -58,6 +59,17 @@ def per_worker(directory: Path, tmp_path: Path, name: str) -> dict[int, float]:
     return counts
 
 
+def written(directory: Path, tmp_path: Path, total: int) -> dict[int, float]:
+    """The requests in each worker's file, once they add up to `total`: each worker writes
+    its counts once a second (routing/metrics/tally.py)."""
+    deadline = time.monotonic() + 5
+    while True:
+        counts = per_worker(directory, tmp_path, REQUESTS)
+        if sum(counts.values()) >= total or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.1)
+
+
 def ask(base_url: str, key: str, count: int) -> None:
     """`count` requests, 8 at a time, each on a new connection (a kept-alive connection
     would stay with one worker)."""
@@ -102,7 +114,7 @@ def test_the_counts_add_up_across_both_workers(gateway2, personas: Personas, tmp
     for _ in range(10):  # until both workers have served some
         ask(gateway2.base_url, personas.acme.plaintext_key, BATCH)
         sent += BATCH
-        counts = per_worker(directory, tmp_path, REQUESTS)
+        counts = written(directory, tmp_path, sent)
         if len([c for c in counts.values() if c > 0]) >= 2:
             break
     served = {pid: count for pid, count in counts.items() if count > 0}
@@ -123,6 +135,7 @@ def test_the_counts_add_up_across_both_workers(gateway2, personas: Personas, tmp
     assert not (directory / f"gauge_livesum_{dead}.db").exists()
     assert (directory / f"counter_{dead}.db").exists()
     ask(gateway2.base_url, personas.acme.plaintext_key, BATCH)
+    written(directory, tmp_path, sent + BATCH)
     values = scraped(gateway2.base_url)
     assert values["requests"] == sent + BATCH
     assert "pending" in values  # the live workers' audit queues, summed

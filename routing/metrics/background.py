@@ -1,15 +1,19 @@
-"""Each worker's own audit figures, written where every worker's scrape reads them.
+"""Each worker's metrics thread: once a second it writes the tally of its requests to the
+shared files (routing/metrics/tally.py) and copies its own audit figures there.
 
 A scrape runs in whichever worker Prometheus reaches, and the audit queue is per process:
-read at scrape time it would be that one worker's. So each worker copies its queue length
+read at scrape time it would be that one worker's. So each worker writes its queue length
 (a gauge summed over the live workers) and the growth of its written / failed / spilled
-counts into the shared files every SAMPLE_SECONDS, from a daemon thread started with the
-first recorded request or scrape. A worker that dies stops counting in the gauge once the
-next worker starts (`mark_process_dead`, gateway_project/lib/metrics_dir.py).
+counts into the shared files. A worker that dies stops counting in the gauge once the
+next one starts (`mark_process_dead`, gateway_project/lib/metrics_dir.py).
+
+The thread (a daemon) starts with the worker (gateway_project/asgi.py's lifespan) or with
+the first recorded request or scrape; the tally is also written when the process exits.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -17,10 +21,11 @@ import time
 
 from audit.writer import audit_writer
 from routing.metrics import instruments as m
+from routing.metrics.tally import tally
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_SECONDS = 2.0
+EVERY_SECONDS = 1.0
 
 _started_in: int | None = None  # the pid that started the thread (a fork has none)
 _lock = threading.Lock()
@@ -36,11 +41,17 @@ def ensure_started() -> None:
             return
         _started_in = os.getpid()
         _seen.update(written=0, failures=0, spilled=0)
-        threading.Thread(target=_run, name="metrics-sampler", daemon=True).start()
+        threading.Thread(target=_run, name="metrics", daemon=True).start()
+        atexit.register(flush)
 
 
-def sample() -> None:
-    """Copy this worker's audit figures into the metrics (the thread calls it; so may tests)."""
+def flush() -> None:
+    """Write this worker's tally and audit figures to the metric files now."""
+    tally.flush()
+    sample_audit()
+
+
+def sample_audit() -> None:
     with _lock:
         m.audit_pending.set(audit_writer.pending())
         for name, counter in (
@@ -56,8 +67,8 @@ def sample() -> None:
 
 def _run() -> None:
     while True:
+        time.sleep(EVERY_SECONDS)
         try:
-            sample()
+            flush()
         except Exception:
-            logger.exception("metrics: could not sample the audit queue")
-        time.sleep(SAMPLE_SECONDS)
+            logger.exception("metrics: could not write this worker's figures")
