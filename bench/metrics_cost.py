@@ -1,10 +1,10 @@
 """What the Prometheus metrics cost a request, in CPU: `routing.metrics.recording.record()`
 on its own for each kind of audit row; then whole requests through the gateway's ASGI
 application in this process (the stub upstream, SQLite, no governance, no audit) with
-metrics on and off in alternating rounds, and record() timed inside such requests; and
-what one scrape of /metrics costs.
+metrics on and off in turn, request by request (rounds of each were swamped by the
+machine's drift), and record() timed inside such requests; and what a scrape costs.
 
-    .venv/bin/python bench/metrics_cost.py [--calls 20000] [--requests 2000] [--rounds 6]
+    .venv/bin/python bench/metrics_cost.py [--calls 50000] [--requests 3000]
 
 Runs in a throwaway state directory (its own SQLite database and metric files).
 """
@@ -176,7 +176,7 @@ def seed() -> str:
     return out.getvalue().strip()
 
 
-async def whole_requests(key: str, requests: int, rounds: int) -> None:
+async def whole_requests(key: str, requests: int) -> None:
     import httpx
     from django.conf import settings
 
@@ -195,17 +195,6 @@ async def whole_requests(key: str, requests: int, rounds: int) -> None:
             return (time.process_time() - start) / count * 1e6
 
         await burst(300)  # snapshot, pools, caches
-        cpu: dict[bool, list[float]] = {True: [], False: []}
-        for index in range(rounds * 2):
-            enabled = index % 4 in (0, 3)  # on, off, off, on, ...: a drift favours neither
-            settings.GATEWAY_METRICS_ENABLED = enabled
-            cpu[enabled].append(await burst(requests))
-        settings.GATEWAY_METRICS_ENABLED = True
-        on, off = statistics.median(cpu[True]), statistics.median(cpu[False])
-        print(f"whole requests in-process, {rounds} rounds of {requests:,} each way (CPU/request):")
-        print(f"  metrics on  {on:7.1f} us  (rounds: {', '.join(f'{v:.0f}' for v in cpu[True])})")
-        print(f"  metrics off {off:7.1f} us  (rounds: {', '.join(f'{v:.0f}' for v in cpu[False])})")
-        print(f"  added       {on - off:7.1f} us (median of on minus median of off)")
 
         # Request by request, on and off in turn: drift on a shared machine hits both alike.
         each: dict[bool, list[int]] = {True: [], False: []}
@@ -218,7 +207,7 @@ async def whole_requests(key: str, requests: int, rounds: int) -> None:
             assert response.status_code == 200, response.text
         settings.GATEWAY_METRICS_ENABLED = True
         on, off = statistics.median(each[True]) / 1000, statistics.median(each[False]) / 1000
-        print(f"  alternating request by request ({requests:,} each way, CPU median):")
+        print(f"whole requests in-process, on and off in turn, {requests:,} each (CPU median):")
         print(f"  metrics on {on:7.1f} us, off {off:7.1f} us, added {on - off:5.1f} us")
 
         # The same requests, timing record() itself where it runs (this thread's CPU).
@@ -253,15 +242,14 @@ async def whole_requests(key: str, requests: int, rounds: int) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--calls", type=int, default=20_000)
-    parser.add_argument("--requests", type=int, default=2_000)
-    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--calls", type=int, default=50_000)
+    parser.add_argument("--requests", type=int, default=3_000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="metrics-bench-") as state:
         setup(Path(state))
         per_row(args.calls)
         key = seed()
-        asyncio.run(whole_requests(key, args.requests, args.rounds))
+        asyncio.run(whole_requests(key, args.requests))
     return 0
 
 
