@@ -24,6 +24,9 @@ from typing import Any
 class Tally:
     def __init__(self) -> None:
         self.lock = threading.Lock()
+        # One flush at a time, so that a flush returns only once everything tallied before
+        # it is in the files, even what another thread's flush had taken.
+        self._writing = threading.Lock()
         self._added: dict[Any, float] = {}  # counter child -> amount
         self._observed: dict[Any, list[float]] = {}  # histogram child -> [sum, per bucket...]
 
@@ -44,16 +47,17 @@ class Tally:
 
     def flush(self) -> None:
         """Write what was added since the last flush to the metric files."""
-        with self.lock:
-            added, self._added = self._added, {}
-            observed, self._observed = self._observed, {}
-        for child, amount in added.items():
-            child.inc(amount)
-        for child, (total, *per_bucket) in observed.items():
-            child._sum.inc(total)
-            for bucket, count in zip(child._buckets, per_bucket, strict=True):
-                if count:
-                    bucket.inc(count)
+        with self._writing:
+            with self.lock:  # held by requests only while they add: a moment
+                added, self._added = self._added, {}
+                observed, self._observed = self._observed, {}
+            for child, amount in added.items():
+                child.inc(amount)
+            for child, (total, *per_bucket) in observed.items():
+                child._sum.inc(total)
+                for bucket, count in zip(child._buckets, per_bucket, strict=True):
+                    if count:
+                        bucket.inc(count)
 
 
 tally = Tally()
