@@ -17,8 +17,8 @@ def redaction_rule_list() -> QuerySet[RedactionRule]:
 
 @dataclass(frozen=True)
 class AuditBacklog:
-    """Where this process's audit rows stand: the metric hook (a Prometheus exporter reads
-    these; /ready shows them until there is one)."""
+    """Where this process's audit rows stand (/ready shows them; /metrics reads them:
+    routing/metrics/)."""
 
     pending: int  # queued in memory, this process
     spooled: int  # in spool files waiting for the database, every process sharing STATE_DIR

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_DOWN, Decimal
@@ -13,6 +14,7 @@ from django.utils import timezone
 from billing.counters import budget_counter_key, units_to_cost
 from billing.models import Budget, RateLimit, Scope, UsageLine
 from billing.periods import period_for
+from billing.rules import BudgetRule
 from gateway_project.lib.money_sum import money_sum, money_value
 from gateway_project.lib.redis_client import async_client, is_unavailable
 
@@ -138,6 +140,56 @@ def budget_overruns(*, budget: Budget, now: datetime | None = None) -> BudgetOve
     return BudgetOverruns(
         requests=int(requests or 0), tokens=int(tokens or 0), cost=units_to_cost(int(cost or 0))
     )
+
+
+@dataclass(frozen=True)
+class BudgetStanding:
+    """A budget's live counter in its current period (what admission decides by): spent
+    so far and what is left of each limit it sets (None: no such limit)."""
+
+    budget: BudgetRule
+    period_key: str
+    spent_tokens: int
+    spent_cost: Decimal
+    remaining_tokens: int | None
+    remaining_cost: Decimal | None
+
+
+async def budget_standings(
+    *, budgets: Iterable[BudgetRule], now: datetime | None = None
+) -> list[BudgetStanding]:
+    """The live counters of `budgets`, in one round trip to Redis (a pipeline, not a
+    script: nothing waits behind it). A budget whose counter is not there (not used in
+    this period yet, or Redis lost it) is left out: its spend would take a ledger sum,
+    which is the proxy's job when it next needs it. Raises what Redis raises."""
+    now = now or timezone.now()
+    wanted = [(budget, period_for(budget.period, now)) for budget in budgets]
+    if not wanted:
+        return []
+    pipe = async_client().pipeline(transaction=False)
+    for budget, period in wanted:
+        pipe.hmget(budget_counter_key(budget.id, period), "st", "sc")
+    replies = await pipe.execute()
+    standings = []
+    for (budget, period), (tokens, units) in zip(wanted, replies, strict=True):
+        if tokens is None and units is None:
+            continue
+        spent_tokens, spent_cost = int(tokens or 0), units_to_cost(int(units or 0))
+        standings.append(
+            BudgetStanding(
+                budget=budget,
+                period_key=period.key,
+                spent_tokens=spent_tokens,
+                spent_cost=spent_cost,
+                remaining_tokens=None
+                if budget.max_tokens is None
+                else max(budget.max_tokens - spent_tokens, 0),
+                remaining_cost=None
+                if budget.max_cost is None
+                else max(budget.max_cost - spent_cost, Decimal(0)),
+            )
+        )
+    return standings
 
 
 def api_key_ids_with_limits() -> set[int]:

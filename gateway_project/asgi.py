@@ -31,6 +31,10 @@ from audit.writer import audit_writer  # noqa: E402
 from gateway_project.lib import after_response, request_body  # noqa: E402
 from gateway_project.lib.request_body import Receive, Send  # noqa: E402
 
+# Loaded with the worker, not at its first request: it sets up this server's metric files
+# (routing/metrics/instruments.py), which is when a dead worker's live gauges are dropped.
+from routing.metrics import sampler as metrics_sampler  # noqa: E402
+
 
 class ProxyASGIHandler(ASGIHandler):
     """The handler for the proxy API (/v1/): Django's request cycle without its thread hops.
@@ -144,13 +148,19 @@ async def application(scope: dict[str, Any], receive: Receive, send: Send) -> No
                 # Now, not at the first request: rows a previous run spooled (a shutdown
                 # while the database was away) are replayed even before any traffic.
                 audit_writer.start()
+                if settings.GATEWAY_METRICS_ENABLED:
+                    metrics_sampler.ensure_started()  # the audit queue's gauge, from now on
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await after_response.drain()  # settlements still in flight finish first
                 await audit_writer.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-    if scope["type"] == "http" and scope["path"].startswith("/v1/"):
+    # /metrics too: a scraper needs no session or CSRF, and Django's full handler would run
+    # each scrape's database reads (a snapshot rebuild) on a thread, and connection, of its own.
+    if scope["type"] == "http" and (
+        scope["path"].startswith("/v1/") or scope["path"] == "/metrics"
+    ):
         await proxy_asgi_app(scope, receive, send)
         return
     await _router(scope, receive, send)

@@ -6,6 +6,7 @@ on SQLite and in-process caches; DATABASE_URL and REDIS_URL switch to Postgres a
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from gateway_project.lib import metrics_dir
 from gateway_project.lib.env import (
     dotenv_load,
     envbool,
@@ -69,7 +71,8 @@ if _proxy_ssl_header and len(_proxy_ssl_header) != 2:
 SECURE_PROXY_SSL_HEADER = tuple(_proxy_ssl_header) if _proxy_ssl_header else None
 SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", False)
 # Load balancers probe workers over plain HTTP: a redirect would read as "down".
-SECURE_REDIRECT_EXEMPT = envlist("SECURE_REDIRECT_EXEMPT", r"^health$,^ready$")
+# (Prometheus scrapes /metrics over plain HTTP too; it is protected by its own settings.)
+SECURE_REDIRECT_EXEMPT = envlist("SECURE_REDIRECT_EXEMPT", r"^health$,^ready$,^metrics$")
 # Browsers remember HSTS for this many seconds: start small (3600) before a year.
 SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
@@ -339,11 +342,43 @@ DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "gateway@localhost")
 GATEWAY_ADMIN_LOGIN_RATE = envstr("GATEWAY_ADMIN_LOGIN_RATE", "10/m")  # per client IP
 GATEWAY_ADMIN_LOGIN_USERNAME_RATE = envstr("GATEWAY_ADMIN_LOGIN_USERNAME_RATE", "20/m")
 GATEWAY_API_AUTH_RATE = envstr("GATEWAY_API_AUTH_RATE", "60/m")  # failed API auth per IP
-# Monitoring reads /ready's checks and /health/providers with `Authorization: Bearer
-# <this>` (or a staff session). Empty: staff sessions only. Also read from ..._FILE.
+# Monitoring reads /metrics, /ready's checks and /health/providers with `Authorization:
+# Bearer <this>` (or, for the last two, a staff session). Also read from ..._FILE.
 GATEWAY_METRICS_TOKEN = envsecret("GATEWAY_METRICS_TOKEN")
 # Behind a reverse proxy, name the header carrying the client IP (else all share its IP).
 RATELIMIT_IP_META_KEY = envstr("RATELIMIT_IP_META_KEY", "") or None
+
+
+def _cidrs(name: str, default: str = "") -> list[str]:
+    """A comma-separated list of networks (`10.0.0.0/8`, `::1`), checked at start."""
+    values = envlist(name, default)
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"{name}: {exc}") from None
+    return values
+
+
+# --- Metrics (GET /metrics, Prometheus: routing/metrics/) --------------------------------------
+# Off: nothing is recorded and /metrics answers 404.
+GATEWAY_METRICS_ENABLED = envbool("GATEWAY_METRICS_ENABLED", True)
+# Who may scrape without the token: client addresses (CIDRs). The default is this machine
+# only, so `curl http://127.0.0.1:8000/metrics` works after `make run`; empty: token only.
+GATEWAY_METRICS_ALLOWED_IPS = _cidrs("GATEWAY_METRICS_ALLOWED_IPS", "127.0.0.0/8,::1/128")
+# Reverse proxies (CIDRs) whose X-Forwarded-For is believed for that check; by default none
+# is, since any client can send the header. (uvicorn itself rewrites the client address
+# from X-Forwarded-For only for FORWARDED_ALLOW_IPS: 127.0.0.1 and ::1 unless set.)
+GATEWAY_METRICS_TRUSTED_PROXIES = _cidrs("GATEWAY_METRICS_TRUSTED_PROXIES")
+# A `key` label (the key's public prefix) on the request, token, cost and refusal counters:
+# one series per key, so only where keys are few.
+GATEWAY_METRICS_KEY_LABEL = envbool("GATEWAY_METRICS_KEY_LABEL", False)
+# Remaining budget is read from Redis at each scrape, for at most this many budgets.
+GATEWAY_METRICS_MAX_BUDGETS = envint("GATEWAY_METRICS_MAX_BUDGETS", 1000)
+# Every worker writes its counters under here, one directory per running server
+# (gateway_project/lib/metrics_dir.py). Set before prometheus_client is first imported.
+GATEWAY_METRICS_DIR = Path(envstr("GATEWAY_METRICS_DIR", str(STATE_DIR / "metrics")))
+PROMETHEUS_MULTIPROC_DIR = metrics_dir.claim(GATEWAY_METRICS_DIR)
 
 # --- Circuit breakers ------------------------------------------------------------------------
 GATEWAY_CIRCUIT_CACHE_SECONDS = envfloat("GATEWAY_CIRCUIT_CACHE_SECONDS", 0.5)

@@ -259,6 +259,12 @@ class SnapshotHolder:
     def invalidate(self) -> None:
         self._snapshot = None
 
+    @property
+    def current(self) -> Snapshot | None:
+        """The snapshot held now, as it is: no check, no I/O (for readers of names only,
+        such as the metrics)."""
+        return self._snapshot
+
     def _fresh_enough(self, snap: Snapshot | None) -> TypeGuard[Snapshot]:
         return (
             snap is not None

@@ -35,6 +35,7 @@ PROXY_PATH = (
     "routing/cache/",
     "routing/snapshot.py",
     "routing/endpoints.py",
+    "routing/metrics/recording.py",
     "tenants/auth.py",
     "tenants/snapshot.py",
     "tenants/policy.py",
