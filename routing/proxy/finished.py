@@ -7,8 +7,10 @@ a watcher reads only counts, names and timings from it, never the text.
 from __future__ import annotations
 
 from audit.row import AuditRow
+from routing.live.feed import live_feed
 
 
 def request_finished(row: AuditRow) -> None:
     """Called once per request, on the response path: each watcher must be cheap and must
     never raise (a failure here would cost the caller its answer)."""
+    live_feed.offer(row)  # the live traffic page: a flag test while nobody watches

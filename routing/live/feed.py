@@ -1,0 +1,180 @@
+"""One process's live traffic feed: finished requests into the channel layer's group, and
+only while somebody watches.
+
+While nobody watches, `offer()` is a flag test: no Redis round trip, no allocation. Who
+watches is known in two ways. A watcher in this process (the consumer) says so directly
+(`watcher_joined` / `watcher_left`). Watchers anywhere keep `PRESENCE_KEY` alive in Redis
+(`announce_watching`, a key with a short TTL), and a daemon thread of each process
+re-reads it every LIVE_TRAFFIC_CHECK_SECONDS: a thread with a blocking client, so the
+event loop never sees it. Without REDIS_URL the channel layer is in memory, so only a
+watcher in this very process can receive anything, and no thread is started.
+
+While somebody watches, `offer()` appends the row to a bounded queue (past
+LIVE_TRAFFIC_QUEUE_MAX it is dropped and counted, never waited for), and a task on the
+event loop publishes what gathered every FLUSH_SECONDS, as one group message: a batch
+costs one channel-layer call, whatever the traffic. The events are built there, off the
+response path (events.live_event reads only names, counts and timings).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from audit.row import AuditRow
+from gateway_project.lib import redis_client
+from routing.live.events import live_event
+
+GROUP = "live-traffic"
+MESSAGE_TYPE = "live.requests"  # handled by LiveTrafficConsumer.live_requests
+PRESENCE_KEY = "gw:live:watching"
+PRESENCE_TTL_SECONDS = 10
+# How often a watcher renews the key (and its group membership: settings' group_expiry).
+PRESENCE_REFRESH_SECONDS = 3.0
+FLUSH_SECONDS = 0.1
+BATCH_MAX = 500  # events per group message
+SEND_TIMEOUT_SECONDS = 2.0
+_LOG_EVERY_SECONDS = 60.0
+
+logger = logging.getLogger(__name__)
+
+
+class LiveFeed:
+    def __init__(self) -> None:
+        self.active = False  # the only thing the response path reads while nobody watches
+        self.dropped = 0  # rows not published: the queue was full
+        self.published = 0
+        self._local_watchers = 0
+        self._watched_elsewhere = False
+        self._pending: deque[AuditRow] = deque()
+        self._flush: asyncio.Task | None = None
+        self._checking = False
+        self._epoch = 0  # a check started before forget() does not count
+        self._lock = threading.Lock()
+        self._last_warning = 0.0
+
+    # --- the response path ----------------------------------------------------------------
+    def offer(self, row: AuditRow) -> None:
+        """A request finished. Never raises, never waits."""
+        if not self.active:
+            if not self._checking:
+                self._start_checking()
+            return
+        try:
+            if len(self._pending) >= settings.LIVE_TRAFFIC_QUEUE_MAX:
+                self.dropped += 1
+                return
+            self._pending.append(row)
+            self._ensure_flush()
+        except Exception:  # a failure here must not cost the caller its answer
+            logger.exception("live traffic: could not queue a request")
+
+    def _ensure_flush(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop to publish from: the next request's loop will
+            return
+        flush = self._flush
+        # A task of another loop (tests run one loop per test) may never run again.
+        if flush is None or flush.done() or flush.get_loop() is not loop:
+            self._flush = loop.create_task(self._flush_soon())
+
+    # --- publishing, off the response path ------------------------------------------------
+    async def _flush_soon(self) -> None:
+        await asyncio.sleep(FLUSH_SECONDS)
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Publish what is queued now (tests call it to skip the wait)."""
+        pending = self._pending
+        while pending:
+            events: list[dict] = []
+            while pending and len(events) < BATCH_MAX:
+                events.append(live_event(pending.popleft()))
+            try:
+                async with asyncio.timeout(SEND_TIMEOUT_SECONDS):
+                    await get_channel_layer().group_send(
+                        GROUP, {"type": MESSAGE_TYPE, "requests": events}
+                    )
+                self.published += len(events)
+            except Exception as exc:  # Redis away or stalled: these events are lost
+                self._warn("could not publish %d requests: %r", len(events), exc)
+
+    # --- who watches ----------------------------------------------------------------------
+    def watcher_joined(self) -> None:
+        with self._lock:
+            self._local_watchers += 1
+            self._update()
+
+    def watcher_left(self) -> None:
+        with self._lock:
+            self._local_watchers = max(0, self._local_watchers - 1)
+            self._update()
+
+    def watched_elsewhere(self, watched: bool, *, epoch: int | None = None) -> None:
+        with self._lock:
+            if epoch is None or epoch == self._epoch:
+                self._watched_elsewhere = watched
+                self._update()
+
+    def forget(self) -> None:
+        """As if nobody watched, here or anywhere, until the next check says otherwise."""
+        with self._lock:
+            self._epoch += 1
+            self._local_watchers = 0
+            self._watched_elsewhere = False
+            self._update()
+
+    def _update(self) -> None:
+        self.active = self._local_watchers > 0 or self._watched_elsewhere
+        if not self.active:
+            self._pending.clear()
+
+    def _start_checking(self) -> None:
+        """Started by the first request the process finishes (not at import: management
+        commands and Celery workers never need it)."""
+        with self._lock:
+            if self._checking:
+                return
+            self._checking = True
+        if settings.REDIS_URL:
+            threading.Thread(target=self._check_forever, name="live-traffic", daemon=True).start()
+
+    def _check_forever(self) -> None:
+        import redis
+
+        timeout = settings.GATEWAY_REDIS_TIMEOUT_SECONDS
+        client = redis.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=timeout, socket_connect_timeout=timeout
+        )
+        while True:
+            epoch = self._epoch
+            try:
+                watched = bool(client.exists(PRESENCE_KEY))
+            except Exception as exc:  # Redis away: nobody can be watching through it
+                self._warn("could not read whether anyone watches: %r", exc)
+                watched = False
+            self.watched_elsewhere(watched, epoch=epoch)
+            time.sleep(settings.LIVE_TRAFFIC_CHECK_SECONDS)
+
+    def _warn(self, message: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._last_warning >= _LOG_EVERY_SECONDS:
+            self._last_warning = now
+            logger.warning("live traffic: " + message, *args)
+
+
+async def announce_watching() -> None:
+    """A watcher is connected here: tell every process (a no-op without Redis, where
+    only this process's requests can reach the in-memory channel layer anyway)."""
+    if settings.REDIS_URL:
+        await redis_client.async_client().set(PRESENCE_KEY, b"1", ex=PRESENCE_TTL_SECONDS)
+
+
+live_feed = LiveFeed()
