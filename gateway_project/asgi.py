@@ -33,6 +33,7 @@ from audit.writer import audit_writer  # noqa: E402
 from gateway_project.lib import after_response, request_body  # noqa: E402
 from gateway_project.lib.request_body import Receive, Send  # noqa: E402
 from routing.live.consumers import LiveTrafficConsumer  # noqa: E402
+from routing.live.feed import live_feed  # noqa: E402
 
 
 class ProxyASGIHandler(ASGIHandler):
@@ -162,6 +163,8 @@ async def application(scope: dict[str, Any], receive: Receive, send: Send) -> No
                 # Now, not at the first request: rows a previous run spooled (a shutdown
                 # while the database was away) are replayed even before any traffic.
                 audit_writer.start()
+                # From the start, so that a watcher sees this worker's first request too.
+                live_feed.start_checking()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await after_response.drain()  # settlements still in flight finish first

@@ -9,7 +9,9 @@ and neither the requested model, the key's prefix, error texts nor tags are sent
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
@@ -21,6 +23,7 @@ from audit.row import AuditRow
 STATUS_CLASSES = ("ok", "error", "2xx", "3xx", "4xx", "5xx")
 _TENANT = re.compile(r"[-\w]{1,100}\Z", re.ASCII)
 _CODE = re.compile(r"[1-5][0-9]{2}\Z")
+_HOST = socket.gethostname()
 
 
 def live_event(row: AuditRow) -> dict[str, Any]:
@@ -44,6 +47,8 @@ def live_event(row: AuditRow) -> dict[str, Any]:
         "cost_usd": str(row.cost_usd),
         "fallback": row.fallback_used,
         "attempts": row.attempts,
+        # Which process served it: a replica's host name and the worker's pid.
+        "worker": f"{_HOST}:{os.getpid()}",
     }
 
 

@@ -64,7 +64,7 @@ class LiveFeed:
         """A request finished. Never raises, never waits."""
         if not self.active:
             if not self._checking:
-                self._start_checking()
+                self.start_checking()
             return
         try:
             if len(self._pending) >= settings.LIVE_TRAFFIC_QUEUE_MAX:
@@ -136,9 +136,10 @@ class LiveFeed:
         if not self.active:
             self._pending.clear()
 
-    def _start_checking(self) -> None:
-        """Started by the first request the process finishes (not at import: management
-        commands and Celery workers never need it)."""
+    def start_checking(self) -> None:
+        """Started when a server process starts (the ASGI lifespan), else by the first
+        request the process finishes; not at import: management commands and Celery
+        workers never need it."""
         with self._lock:
             if self._checking:
                 return

@@ -77,6 +77,7 @@
     row.setAttribute("data-request-id", event.id);
     row.setAttribute("data-tenant", event.tenant);
     row.setAttribute("data-status", String(event.status));
+    row.setAttribute("data-worker", event.worker);
     row.className = "fresh " + (event.status >= 400 ? "status-error" : "status-ok");
     var when = cell(row, time(event.time), "time");
     when.title = event.time;
@@ -96,7 +97,8 @@
     var link = document.createElement("a");
     link.href = auditUrl + "?q=" + encodeURIComponent(event.id);
     link.textContent = event.id;
-    link.title = "The audit row (written a moment after the request ends)";
+    link.title = "The audit row (written a moment after the request ends); served by " +
+      event.worker;
     var linkCell = cell(row, "", "request");
     linkCell.appendChild(link);
     return row;

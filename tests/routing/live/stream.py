@@ -58,8 +58,8 @@ class Stream:
         assert start["type"] == "http.response.start"
         return start["status"], dict(start["headers"])
 
-    async def chunk(self, timeout: float = 5) -> bytes:
-        message = await self.communicator.receive_output(timeout)
+    async def chunk(self, wait: float = 5) -> bytes:
+        message = await self.communicator.receive_output(wait)
         assert message["type"] == "http.response.body", message
         self.raw += message["body"]
         return message["body"]
@@ -70,10 +70,10 @@ class Stream:
         await self.communicator.wait(5)
         return orjson.loads(body)
 
-    async def events(self, count: int, timeout: float = 5) -> list[dict]:
+    async def events(self, count: int, wait: float = 5) -> list[dict]:
         """The next `count` request events (comment lines skipped)."""
         found: list[dict] = []
-        deadline = asyncio.get_running_loop().time() + timeout
+        deadline = asyncio.get_running_loop().time() + wait
         while len(found) < count:
             while b"\n\n" in self._buffer and len(found) < count:
                 block, self._buffer = self._buffer.split(b"\n\n", 1)

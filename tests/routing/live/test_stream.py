@@ -28,9 +28,7 @@ async def group_members(layer_name: str) -> set[str]:
     return {name.decode() for name in await connection.zrange(layer._group_key(GROUP), 0, -1)}
 
 
-async def test_staff_with_the_permission_see_each_request_as_it_finishes(
-    personas, channel_layer
-):
+async def test_staff_with_the_permission_see_each_request_as_it_finishes(personas, channel_layer):
     stream = Stream(await ops_cookie())
     status, headers = await stream.open()
     assert status == 200
@@ -148,6 +146,7 @@ async def test_events_carry_no_prompt_response_key_or_client_text(personas, chan
     unknown_route = await ask(personas.acme.plaintext_key, "ROUTE-NAME-SECRET-2291")
     events = await stream.events(3)
 
+    assert [e["id"] for e in events][1:] == [refused["x-request-id"], unknown_route["x-request-id"]]
     assert [e["status"] for e in events] == [200, refused.status_code, 404]
     assert events[2]["route"] == ""  # an unknown route's name is the client's text
     raw = stream.raw.decode()
@@ -166,7 +165,7 @@ async def test_events_carry_no_prompt_response_key_or_client_text(personas, chan
     assert set(events[0]) == {
         "id", "time", "tenant", "route", "endpoint", "provider", "model", "status", "outcome",
         "latency_ms", "ttft_ms", "stream", "prompt_tokens", "completion_tokens",
-        "total_tokens", "cost_usd", "fallback", "attempts",
+        "total_tokens", "cost_usd", "fallback", "attempts", "worker",
     }  # fmt: skip
     await stream.close()
 
