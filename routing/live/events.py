@@ -23,7 +23,12 @@ from audit.row import AuditRow
 STATUS_CLASSES = ("ok", "error", "2xx", "3xx", "4xx", "5xx")
 _TENANT = re.compile(r"[-\w]{1,100}\Z", re.ASCII)
 _CODE = re.compile(r"[1-5][0-9]{2}\Z")
-_HOST = socket.gethostname()
+# Which process served a request: the replica's host name and the worker's pid (a forked
+# child learns its own).
+_worker = [f"{socket.gethostname()}:{os.getpid()}"]
+os.register_at_fork(
+    after_in_child=lambda: _worker.__setitem__(0, f"{socket.gethostname()}:{os.getpid()}")
+)
 
 
 def live_event(row: AuditRow) -> dict[str, Any]:
@@ -47,8 +52,7 @@ def live_event(row: AuditRow) -> dict[str, Any]:
         "cost_usd": str(row.cost_usd),
         "fallback": row.fallback_used,
         "attempts": row.attempts,
-        # Which process served it: a replica's host name and the worker's pid.
-        "worker": f"{_HOST}:{os.getpid()}",
+        "worker": _worker[0],
     }
 
 

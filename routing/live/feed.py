@@ -1,7 +1,8 @@
 """One process's live traffic feed: finished requests into the channel layer's group, and
 only while somebody watches.
 
-While nobody watches, `offer()` is a flag test: no Redis round trip, no allocation. Who
+While nobody watches, a request costs the test of one flag (`active`, read by
+routing/proxy/finished.py): no call, no Redis round trip, no allocation. Who
 watches is known in two ways. A watcher in this process (the consumer) says so directly
 (`watcher_joined` / `watcher_left`). Watchers anywhere keep `PRESENCE_KEY` alive in Redis
 (`announce_watching`, a key with a short TTL), and a daemon thread of each process
@@ -47,12 +48,16 @@ logger = logging.getLogger(__name__)
 
 class LiveFeed:
     def __init__(self) -> None:
-        self.active = False  # the only thing the response path reads while nobody watches
+        # The only thing the response path reads (routing/proxy/finished.py) before calling
+        # offer(). True until the checks have started, so that the first request starts
+        # them; from then on, whether anybody watches.
+        self.active = True
         self.dropped = 0  # rows not published: the queue was full
         self.published = 0
         self._local_watchers = 0
         self._watched_elsewhere = False
         self._pending: deque[AuditRow] = deque()
+        self._queue_max = 0  # LIVE_TRAFFIC_QUEUE_MAX, read when watching starts
         self._flush: asyncio.Task | None = None
         self._checking = False
         self._epoch = 0  # a check started before forget() does not count
@@ -61,34 +66,31 @@ class LiveFeed:
 
     # --- the response path ----------------------------------------------------------------
     def offer(self, row: AuditRow) -> None:
-        """A request finished. Never raises, never waits."""
+        """A request finished (called only while `active`). Never raises, never waits."""
+        if not self._checking:
+            self.start_checking()
         if not self.active:
-            if not self._checking:
-                self.start_checking()
             return
         try:
-            if len(self._pending) >= settings.LIVE_TRAFFIC_QUEUE_MAX:
+            pending = self._pending
+            if len(pending) >= self._queue_max:
                 self.dropped += 1
                 return
-            self._pending.append(row)
-            self._ensure_flush()
+            pending.append(row)
+            if self._flush is None:
+                self._flush = asyncio.get_running_loop().create_task(self._flush_soon())
+        except RuntimeError:  # no event loop to publish from: the next request's will
+            pass
         except Exception:  # a failure here must not cost the caller its answer
             logger.exception("live traffic: could not queue a request")
 
-    def _ensure_flush(self) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # no loop to publish from: the next request's loop will
-            return
-        flush = self._flush
-        # A task of another loop (tests run one loop per test) may never run again.
-        if flush is None or flush.done() or flush.get_loop() is not loop:
-            self._flush = loop.create_task(self._flush_soon())
-
     # --- publishing, off the response path ------------------------------------------------
     async def _flush_soon(self) -> None:
-        await asyncio.sleep(FLUSH_SECONDS)
-        await self.flush()
+        try:
+            await asyncio.sleep(FLUSH_SECONDS)
+            await self.flush()
+        finally:
+            self._flush = None
 
     async def flush(self) -> None:
         """Publish what is queued now (tests call it to skip the wait)."""
@@ -125,6 +127,7 @@ class LiveFeed:
 
     def forget(self) -> None:
         """As if nobody watched, here or anywhere, until the next check says otherwise."""
+        self.start_checking()
         with self._lock:
             self._epoch += 1
             self._local_watchers = 0
@@ -132,9 +135,15 @@ class LiveFeed:
             self._update()
 
     def _update(self) -> None:
-        self.active = self._local_watchers > 0 or self._watched_elsewhere
-        if not self.active:
+        watched = self._local_watchers > 0 or self._watched_elsewhere
+        self.active = watched or not self._checking
+        self._queue_max = settings.LIVE_TRAFFIC_QUEUE_MAX
+        if not watched:
             self._pending.clear()
+        flush = self._flush
+        # A flush task of a loop that has closed (tests run one loop each) never runs again.
+        if flush is not None and flush.get_loop().is_closed():
+            self._flush = None
 
     def start_checking(self) -> None:
         """Started when a server process starts (the ASGI lifespan), else by the first
@@ -144,6 +153,7 @@ class LiveFeed:
             if self._checking:
                 return
             self._checking = True
+            self._update()
         if settings.REDIS_URL:
             threading.Thread(target=self._check_forever, name="live-traffic", daemon=True).start()
 

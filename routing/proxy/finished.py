@@ -13,4 +13,5 @@ from routing.live.feed import live_feed
 def request_finished(row: AuditRow) -> None:
     """Called once per request, on the response path: each watcher must be cheap and must
     never raise (a failure here would cost the caller its answer)."""
-    live_feed.offer(row)  # the live traffic page: a flag test while nobody watches
+    if live_feed.active:  # the live traffic page: only this test while nobody watches
+        live_feed.offer(row)

@@ -97,7 +97,7 @@
     var link = document.createElement("a");
     link.href = auditUrl + "?q=" + encodeURIComponent(event.id);
     link.textContent = event.id;
-    link.title = "The audit row (written a moment after the request ends); served by " +
+    link.title = event.id + ": its audit row (written a moment after the request ends); served by " +
       event.worker;
     var linkCell = cell(row, "", "request");
     linkCell.appendChild(link);
