@@ -178,8 +178,14 @@ if REDIS_URL:
             "KEY_PREFIX": "gw",
         }
     }
+    # The live traffic page (routing/live/): every worker and replica publishes to one
+    # group, so one watcher sees them all. A member that vanished without leaving (a killed
+    # worker) drops out of the group after group_expiry: watchers re-join every few seconds.
     CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer"},
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": "gw:asgi", "group_expiry": 60},
+        },
     }
     CELERY_BROKER_URL = REDIS_URL
 else:
@@ -187,6 +193,13 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     CELERY_BROKER_URL = "memory://"
 CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", not REDIS_URL)
+# The live traffic page (/admin/live/, routing/live/). Each process re-reads whether anyone
+# watches at most this often (one Redis EXISTS, on a thread of its own, never per request).
+LIVE_TRAFFIC_CHECK_SECONDS = envfloat("LIVE_TRAFFIC_CHECK_SECONDS", 1.0)
+# Finished requests waiting to be published, per process; past it they are dropped.
+LIVE_TRAFFIC_QUEUE_MAX = envint("LIVE_TRAFFIC_QUEUE_MAX", 1000)
+# A comment line this often keeps proxies from closing an idle stream.
+LIVE_TRAFFIC_HEARTBEAT_SECONDS = envfloat("LIVE_TRAFFIC_HEARTBEAT_SECONDS", 15.0)
 CELERY_TASK_ACKS_LATE = True
 # Billing roll-ups (billing.rollups): how often beat rebuilds the days of new ledger lines,
 # and how long a line id must have been seen before the cursor may pass it

@@ -6,6 +6,8 @@ from decimal import Decimal
 
 from django.db import models
 
+from audit.models import AuditEvent
+
 
 class Route(models.Model):
     class Strategy(models.TextChoices):
@@ -84,3 +86,16 @@ class RouteTarget(models.Model):
 
     def __str__(self) -> str:
         return f"{self.route.name}#{self.position} -> {self.provider_model}"
+
+
+class LiveTraffic(AuditEvent):
+    """Not a table of its own: the live traffic page's permission (Django permissions hang
+    on a model). A proxy of the audit log, since what the page shows is audit rows in
+    motion, but it grants none of the audit log's: the stream never carries their text."""
+
+    class Meta:
+        proxy = True
+        default_permissions = ()
+        permissions = [("view_live_traffic", "Can watch live traffic")]
+        verbose_name = "live traffic"
+        verbose_name_plural = "live traffic"
