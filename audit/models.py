@@ -103,6 +103,11 @@ class AuditEvent(models.Model):
             models.Index(fields=["tenant", "created_at"], name="audit_tenant_time"),
             models.Index(fields=["api_key", "created_at"], name="audit_key_time"),
             models.Index(fields=["route_id", "created_at"], name="audit_route_time"),
+            # The admin's search by status, alone or with the tenant (migration 0005).
+            models.Index(
+                fields=["tenant", "status_code", "created_at"], name="audit_tenant_status_time"
+            ),
+            models.Index(fields=["status_code", "created_at"], name="audit_status_time"),
         ]
 
     def __str__(self) -> str:

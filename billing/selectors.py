@@ -78,14 +78,7 @@ def budget_status(*, budget: Budget, now: datetime | None = None) -> BudgetStatu
     counter the proxy enforces by that much.
     """
     period = period_for(budget.period, now or timezone.now())
-    subject_id = {"tenant": budget.tenant_id, "key": budget.api_key_id, "route": budget.route_id}
-    subject = subject_id.get(budget.scope)
-    if subject is None:  # not a valid budget (clean() refuses it); nothing to sum
-        tokens, cost = 0, Decimal(0)
-    else:
-        tokens, cost = budget_spend_in_period(
-            scope=budget.scope, subject_id=subject, start=period.start, end=period.end
-        )
+    tokens, cost = _ledger_spend(budget, period.start, period.end)
     shares = []
     remaining_tokens = remaining_cost = None
     if budget.max_tokens is not None:
@@ -137,6 +130,89 @@ def budget_overruns(*, budget: Budget, now: datetime | None = None) -> BudgetOve
         raise
     return BudgetOverruns(
         requests=int(requests or 0), tokens=int(tokens or 0), cost=units_to_cost(int(cost or 0))
+    )
+
+
+@dataclass(frozen=True)
+class BudgetUsage:
+    """Where one budget stands in its current period (the dashboard's "near the limit").
+
+    `live`: read from the budget's Redis counter, the figure admission enforces; else
+    from the ledger (no counter yet this period, or Redis unreachable)."""
+
+    budget: Budget
+    spent_tokens: int
+    spent_cost: Decimal
+    percent_used: Decimal | None
+    live: bool
+
+
+async def _counters(keys: list[str]) -> list[list]:
+    client = async_client()
+    async with client.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.hmget(key, "st", "sc")
+        return await pipe.execute()
+
+
+def _live_counters(keys: list[str]) -> list[tuple[int, Decimal] | None] | None:
+    """Spent tokens and cost per budget counter (None: no counter), in one round trip;
+    None when Redis cannot be reached."""
+    if not keys:
+        return []
+    try:
+        replies = async_to_sync(_counters)(keys)
+    except Exception as exc:
+        if is_unavailable(exc):
+            return None
+        raise
+    return [
+        None if tokens is None or cost is None else (int(tokens), units_to_cost(int(cost)))
+        for tokens, cost in replies
+    ]
+
+
+def budget_usage_list(
+    *, at_least: Decimal = Decimal(0), limit: int | None = None, now: datetime | None = None
+) -> list[BudgetUsage]:
+    """Every enabled budget used at least `at_least` percent, most used first.
+
+    The live counters of all of them are read in one Redis round trip; only a budget
+    without one (nothing spent through it since Redis started, this period) or every
+    budget when Redis is away costs a ledger query, the one its counter would be
+    rebuilt from."""
+    now = now or timezone.now()
+    budgets = list(budget_list().filter(enabled=True))
+    periods = [period_for(budget.period, now) for budget in budgets]
+    counters = _live_counters(
+        [budget_counter_key(b.id, p) for b, p in zip(budgets, periods, strict=True)]
+    )
+    found = []
+    for index, (budget, period) in enumerate(zip(budgets, periods, strict=True)):
+        counter = counters[index] if counters is not None else None
+        if counter is not None:
+            tokens, cost = counter
+        else:
+            tokens, cost = _ledger_spend(budget, period.start, period.end)
+        shares = []
+        if budget.max_tokens is not None:
+            shares.append(_percent(Decimal(tokens), Decimal(budget.max_tokens)))
+        if budget.max_cost_usd is not None:
+            shares.append(_percent(cost, budget.max_cost_usd))
+        percent = max(shares) if shares else None
+        if percent is not None and percent >= at_least:
+            found.append(BudgetUsage(budget, tokens, cost, percent, live=counter is not None))
+    found.sort(key=lambda usage: (-(usage.percent_used or 0), usage.budget.id))
+    return found if limit is None else found[:limit]
+
+
+def _ledger_spend(budget: Budget, start: datetime, end: datetime | None) -> tuple[int, Decimal]:
+    subject = {"tenant": budget.tenant_id, "key": budget.api_key_id, "route": budget.route_id}
+    subject_id = subject.get(budget.scope)
+    if subject_id is None:  # not a valid budget (clean() refuses it); nothing to sum
+        return 0, Decimal(0)
+    return budget_spend_in_period(
+        scope=budget.scope, subject_id=subject_id, start=start, end=end
     )
 
 

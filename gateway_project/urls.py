@@ -7,6 +7,7 @@ from django.urls import include, path, re_path, reverse_lazy
 
 from gateway_project import views
 from gateway_project.api import api
+from gateway_project.dashboard.views import admin_index
 from gateway_project.lib.ratelimit import ratelimited_admin_login
 from routing.cache.admin import clear_cache_view
 
@@ -29,6 +30,8 @@ urlpatterns = [
     # Ahead of the admin's own "login/" so it takes that path: POSTs over the rates get 429.
     path("admin/login/", ratelimited_admin_login(admin.site)),
     path("admin/cache/", admin.site.admin_view(clear_cache_view), name="cache-clear"),
+    # The admin's own index path, taken first: the dashboard, then the list of apps.
+    path("admin/", admin.site.admin_view(admin_index), name="admin-dashboard"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("gateway_project.rest_urls")),
     # Unknown API paths answer in the envelope even with DEBUG on (no technical 404 page).
