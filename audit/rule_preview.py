@@ -39,7 +39,11 @@ def _check(rule: RedactionRule) -> None:
     except ValidationError as exc:
         if hasattr(exc, "error_dict"):
             raise PreviewError(
-                [f"{name}: {message}" for name, errors in exc.message_dict.items() for message in errors]
+                [
+                    f"{name}: {message}"
+                    for name, errors in exc.message_dict.items()
+                    for message in errors
+                ]
             ) from exc
         raise PreviewError(list(exc.messages)) from exc
     if rule.detector not in RedactionRule.Detector.values:

@@ -129,9 +129,7 @@ def traffic_by_hour(*, start: datetime, end: datetime) -> list[HourCount]:
     hour = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     while hour < end:
         row = counted.get(hour)
-        hours.append(
-            HourCount(hour, row["requests"] if row else 0, row["errors"] if row else 0)
-        )
+        hours.append(HourCount(hour, row["requests"] if row else 0, row["errors"] if row else 0))
         hour += timedelta(hours=1)
     return hours
 

@@ -211,9 +211,7 @@ def _ledger_spend(budget: Budget, start: datetime, end: datetime | None) -> tupl
     subject_id = subject.get(budget.scope)
     if subject_id is None:  # not a valid budget (clean() refuses it); nothing to sum
         return 0, Decimal(0)
-    return budget_spend_in_period(
-        scope=budget.scope, subject_id=subject_id, start=start, end=end
-    )
+    return budget_spend_in_period(scope=budget.scope, subject_id=subject_id, start=start, end=end)
 
 
 def api_key_ids_with_limits() -> set[int]:

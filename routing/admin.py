@@ -27,7 +27,7 @@ from django.contrib import admin
 from django.contrib.admin.options import InlineModelAdmin
 from django.core.validators import MinValueValidator
 from django.db.models import QuerySet
-from django.forms import BaseModelFormSet
+from django.forms import BaseInlineFormSet, BaseModelFormSet
 from django.http import HttpRequest, HttpResponse
 from django.template import engines
 from django.template.backends.base import BaseEngine
@@ -128,7 +128,11 @@ def _circuit_cell(target: RouteTarget, state: CircuitState | None) -> SafeString
     elif state.state == CLOSED:
         failures = state.consecutive_failures
         name = "closed"
-        text = f"closed ({failures} recent failure{'s' if failures != 1 else ''})" if failures else "closed"
+        text = (
+            f"closed ({failures} recent failure{'s' if failures != 1 else ''})"
+            if failures
+            else "closed"
+        )
     elif state.state == HALF_OPEN:
         name, text = "half-open", "half-open (probing)" if state.probe_in_flight else "half-open"
     else:
@@ -143,8 +147,18 @@ def _circuit_cell(target: RouteTarget, state: CircuitState | None) -> SafeString
     )
 
 
+class RouteTargetFormSet(BaseInlineFormSet):
+    def add_fields(self, form: Any, index: int | None) -> None:
+        super().add_fields(form, index)
+        if form.instance.pk is not None:
+            # Every saved row's route is this one: shared, so the circuit states read for
+            # one row serve them all, and no row loads its route again.
+            form.instance.route = self.instance
+
+
 class RouteTargetInline(admin.TabularInline):
     model = RouteTarget
+    formset = RouteTargetFormSet
     fields = (*_TARGET_FIELDS, "circuit")
     readonly_fields = ("circuit",)
     autocomplete_fields = ("provider_model",)

@@ -55,7 +55,7 @@ class TimeOrderedChangeList(ChangeList):
     or model reads them all; by time, the index hands them over in order."""
 
     def get_ordering_field(self, field_name: Any) -> Any:
-        if field_name not in self.sortable_by:
+        if self.sortable_by is not None and field_name not in self.sortable_by:
             return None
         return super().get_ordering_field(field_name)
 

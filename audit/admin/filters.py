@@ -47,7 +47,7 @@ class TypedFilter(admin.SimpleListFilter):
         # Always: the changelist applies only the filters that have output.
         return True
 
-    def choices(self, changelist: Any) -> Iterator[dict[str, Any]]:
+    def choices(self, changelist: Any) -> Iterator[Any]:
         value = self.value()
         yield {
             "selected": value is None,
@@ -110,7 +110,7 @@ class RouteFilter(TypedFilter):
 
 
 def parse_status(value: str) -> tuple[int, int]:
-    """"429" -> (429, 430), "5xx" -> (500, 600): the half-open range of status codes."""
+    """ "429" -> (429, 430), "5xx" -> (500, 600): the half-open range of status codes."""
     match = _STATUS_CLASS.match(value)
     if match:
         low = int(match.group(1)) * 100

@@ -163,8 +163,7 @@ def test_only_the_time_column_sorts(admin_client, traffic, order):
 
     listed_sql = [q["sql"] for q in captured.captured_queries if "ORDER BY" in q["sql"]]
     assert listed_sql and all(
-        re.search(r'ORDER BY "audit_auditevent"."created_at" (ASC|DESC)', sql)
-        for sql in listed_sql
+        re.search(r'ORDER BY "audit_auditevent"."created_at" (ASC|DESC)', sql) for sql in listed_sql
     ), listed_sql
     assert response.context["cl"].model_admin.sortable_by == ("when",)
 

@@ -92,7 +92,9 @@ def test_the_traffic_figures_are_those_of_the_rows(admin_client, traffic):
         content[content.index('id="top-tenants-traffic"') :],
     )
     assert tenants[:2] == [("acme", "5", "2"), ("globex", "5", "0")]
-    bars = re.findall(r'class="requests-bar"[^>]*data-requests="(\d+)" data-errors="(\d+)"', content)
+    bars = re.findall(
+        r'class="requests-bar"[^>]*data-requests="(\d+)" data-errors="(\d+)"', content
+    )
     assert len(bars) in (24, 25)  # each hour of the window, the current one included
     assert sum(int(r) for r, _ in bars) == 10 and sum(int(e) for _, e in bars) == 2
     assert "<script" not in content[content.index('id="dashboard"') :]  # inline SVG only
@@ -222,7 +224,11 @@ def test_all_closed_says_so(admin_client):
 
 def panels_shown(client) -> set[str]:
     content = client.get(INDEX).content.decode()
-    return {name for name in ("traffic", "spend", "budgets", "circuits") if f'id="panel-{name}"' in content}
+    return {
+        name
+        for name in ("traffic", "spend", "budgets", "circuits")
+        if f'id="panel-{name}"' in content
+    }
 
 
 def test_each_panel_is_shown_only_to_those_allowed_its_data():
@@ -246,7 +252,9 @@ def test_the_index_keeps_the_app_list_and_links_to_the_live_page_and_audit_log(a
     assert 'id="app-list"' in content
     assert reverse("admin:tenants_tenant_changelist") in content  # Django's list of apps
     assert re.search(r'id="link-live" href="/admin/live/"', content)
-    assert re.search(rf'id="link-audit-log" href="{reverse("admin:audit_auditevent_changelist")}"', content)
+    assert re.search(
+        rf'id="link-audit-log" href="{reverse("admin:audit_auditevent_changelist")}"', content
+    )
 
 
 def test_finance_gets_no_traffic_link(client):
