@@ -1,7 +1,7 @@
 """Traffic figures over a window of the audit log, for the admin's dashboard.
 
-Each read is bounded by `created_at` (indexed), so its cost follows the rows in the window,
-never the table's size. Latency percentiles are percentile_cont (linear interpolation
+Both reads are bounded by `created_at` (indexed), so their cost follows the rows of the
+last day, never the table's size. Latency percentiles are percentile_cont (linear interpolation
 between the closest ranks) in SQL on Postgres; SQLite has no ordered-set aggregates, and
 there the window's latencies are read and the same interpolation done in Python (the
 embedded setup is small).
@@ -24,15 +24,16 @@ from django.db.models import Count, Q
 from django.db.models.functions import TruncHour
 
 from audit.models import AuditEvent
+from tenants.models import Tenant
 
 _REJECTED = AuditEvent.Outcome.REJECTED.value
 _ERRORS = Q(status_code__gte=500)
+# Both windows in one pass over the day's rows: the last hour is a FILTER of the day.
 _PERCENTILES_SQL = """
-SELECT count(*),
-       count(*) FILTER (WHERE status_code >= 500),
-       count(*) FILTER (WHERE outcome = %(rejected)s),
+SELECT percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY latency_ms)
+           FILTER (WHERE outcome <> %(rejected)s),
        percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY latency_ms)
-           FILTER (WHERE outcome <> %(rejected)s)
+           FILTER (WHERE outcome <> %(rejected)s AND created_at >= %(recent)s)
 FROM {table}
 WHERE created_at >= %(start)s AND created_at < %(end)s
 """
@@ -67,7 +68,7 @@ class HourCount:
 
 @dataclass(frozen=True)
 class TenantTraffic:
-    tenant_slug: str  # "" for requests no tenant was found for (an unknown key)
+    tenant_slug: str  # "": no tenant (an unknown key), or one deleted since
     requests: int
     errors: int
 
@@ -79,70 +80,127 @@ def percentile_cont(ordered: list[int], fraction: float) -> float | None:
         return None
     position = fraction * (len(ordered) - 1)
     low, high = math.floor(position), math.ceil(position)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+    return float(ordered[low] + (ordered[high] - ordered[low]) * (position - low))
 
 
-def traffic_window(*, start: datetime, end: datetime) -> TrafficWindow:
-    """Requests, errors, refusals and the p50 / p95 latency of rows created in [start, end)."""
-    rows = AuditEvent.objects.filter(created_at__gte=start, created_at__lt=end)
-    connection = connections[rows.db]
+@dataclass(frozen=True)
+class TrafficSummary:
+    last_hour: TrafficWindow
+    last_day: TrafficWindow
+    hours: list[HourCount]  # the day's hours, oldest first, empty ones at zero
+    top_tenants: list[TenantTraffic]  # by requests over the day, most first
+
+
+def _latency_percentiles(
+    start: datetime, recent: datetime, end: datetime, db: str
+) -> tuple[tuple[float | None, float | None], tuple[float | None, float | None]]:
+    """(p50, p95) of the requests answered in [start, end), then of those since `recent`."""
+    connection = connections[db]
     if connection.vendor == "postgresql":
         sql = _PERCENTILES_SQL.format(table=connection.ops.quote_name(AuditEvent._meta.db_table))
         with connection.cursor() as cursor:
-            cursor.execute(sql, {"rejected": _REJECTED, "start": start, "end": end})
-            requests, errors, refused, percentiles = cursor.fetchone()
-        p50, p95 = percentiles if percentiles else (None, None)
-    else:
-        counts = rows.aggregate(
-            requests=Count("id"),
-            errors=Count("id", filter=_ERRORS),
-            refused=Count("id", filter=Q(outcome=_REJECTED)),
-        )
-        requests, errors, refused = counts["requests"], counts["errors"], counts["refused"]
-        latencies = sorted(
-            rows.exclude(outcome=_REJECTED).values_list("latency_ms", flat=True).iterator()
-        )
-        p50, p95 = percentile_cont(latencies, 0.5), percentile_cont(latencies, 0.95)
-    return TrafficWindow(
-        start=start,
-        end=end,
-        requests=requests,
-        errors=errors,
-        refused=refused,
-        p50_ms=None if p50 is None else float(p50),
-        p95_ms=None if p95 is None else float(p95),
+            cursor.execute(
+                sql, {"rejected": _REJECTED, "start": start, "recent": recent, "end": end}
+            )
+            day, hour = cursor.fetchone()
+        return (tuple(day) if day else (None, None)), (tuple(hour) if hour else (None, None))
+    rows = (
+        AuditEvent.objects.using(db)
+        .filter(created_at__gte=start, created_at__lt=end)
+        .exclude(outcome=_REJECTED)
+        .values_list("created_at", "latency_ms")
+    )
+    every: list[int] = []
+    latest: list[int] = []
+    for created_at, latency in rows.iterator():
+        every.append(latency)
+        if created_at >= recent:
+            latest.append(latency)
+    every.sort()
+    latest.sort()
+    return (
+        (percentile_cont(every, 0.5), percentile_cont(every, 0.95)),
+        (percentile_cont(latest, 0.5), percentile_cont(latest, 0.95)),
     )
 
 
-def traffic_by_hour(*, start: datetime, end: datetime) -> list[HourCount]:
-    """Requests and errors per UTC hour from `start`'s hour to `end`'s, empty hours
-    included (zeros), oldest first."""
-    counted = {
-        row["hour"]: row
-        for row in AuditEvent.objects.filter(created_at__gte=start, created_at__lt=end)
-        .annotate(hour=TruncHour("created_at", tzinfo=UTC))
-        .values("hour")
-        .annotate(requests=Count("id"), errors=Count("id", filter=_ERRORS))
+def traffic_summary(*, end: datetime, top: int = 5) -> TrafficSummary:
+    """The last hour and the last 24 hours before `end`: two reads of the day's rows, one
+    grouped by hour and tenant (the counts of both windows, the chart, the top tenants),
+    one for the latency percentiles of both windows. Both read only columns the
+    `audit_time` index carries (so counts of created_at, never null, and the tenant's id,
+    not its slug): on Postgres neither visits the table's rows."""
+    start, recent = end - timedelta(hours=24), end - timedelta(hours=1)
+    rows = AuditEvent.objects.filter(created_at__gte=start, created_at__lt=end)
+    is_recent = Q(created_at__gte=recent)
+    groups = (
+        rows.annotate(hour=TruncHour("created_at", tzinfo=UTC))
+        .values("hour", "tenant_id")
+        .annotate(
+            requests=Count("created_at"),
+            errors=Count("created_at", filter=_ERRORS),
+            refused=Count("created_at", filter=Q(outcome=_REJECTED)),
+            recent_requests=Count("created_at", filter=is_recent),
+            recent_errors=Count("created_at", filter=is_recent & _ERRORS),
+            recent_refused=Count("created_at", filter=is_recent & Q(outcome=_REJECTED)),
+        )
         .order_by()
-    }
+    )
+    hours: dict[datetime, list[int]] = {}
+    tenants: dict[int | None, list[int]] = {}
+    day = [0, 0, 0]
+    hour = [0, 0, 0]
+    for group in groups:
+        counts = (group["requests"], group["errors"], group["refused"])
+        for totals in (
+            hours.setdefault(group["hour"], [0, 0, 0]),
+            tenants.setdefault(group["tenant_id"], [0, 0, 0]),
+            day,
+        ):
+            for index, count in enumerate(counts):
+                totals[index] += count
+        hour[0] += group["recent_requests"]
+        hour[1] += group["recent_errors"]
+        hour[2] += group["recent_refused"]
+    (day_p50, day_p95), (hour_p50, hour_p95) = _latency_percentiles(start, recent, end, rows.db)
+    return TrafficSummary(
+        last_hour=_window(recent, end, hour, hour_p50, hour_p95),
+        last_day=_window(start, end, day, day_p50, day_p95),
+        hours=_every_hour(hours, start, end),
+        top_tenants=_top_tenants(tenants, top),
+    )
+
+
+def _window(
+    start: datetime, end: datetime, counts: list[int], p50: float | None, p95: float | None
+) -> TrafficWindow:
+    requests, errors, refused = counts
+    return TrafficWindow(start, end, requests, errors, refused, p50_ms=p50, p95_ms=p95)
+
+
+def _top_tenants(counted: dict[int | None, list[int]], top: int) -> list[TenantTraffic]:
+    """The `top` tenants by requests, named (one query for their slugs; None: requests no
+    tenant was found for, or whose tenant was deleted since)."""
+    slugs = dict(
+        Tenant.objects.filter(id__in=[i for i in counted if i is not None]).values_list(
+            "id", "slug"
+        )
+    )
+    named = [
+        (slugs.get(tenant_id, "") if tenant_id else "", counts)
+        for tenant_id, counts in counted.items()
+    ]
+    ranked = sorted(named, key=lambda item: (-item[1][0], item[0]))[:top]
+    return [TenantTraffic(slug, counts[0], counts[1]) for slug, counts in ranked]
+
+
+def _every_hour(
+    counted: dict[datetime, list[int]], start: datetime, end: datetime
+) -> list[HourCount]:
     hours = []
     hour = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     while hour < end:
-        row = counted.get(hour)
-        hours.append(HourCount(hour, row["requests"] if row else 0, row["errors"] if row else 0))
+        requests, errors, _ = counted.get(hour, (0, 0, 0))
+        hours.append(HourCount(hour, requests, errors))
         hour += timedelta(hours=1)
     return hours
-
-
-def top_tenants_by_requests(
-    *, start: datetime, end: datetime, limit: int = 5
-) -> list[TenantTraffic]:
-    """The tenants with the most requests in [start, end), most first (by slug: every row
-    carries it, so no join)."""
-    rows = (
-        AuditEvent.objects.filter(created_at__gte=start, created_at__lt=end)
-        .values("tenant_slug")
-        .annotate(requests=Count("id"), errors=Count("id", filter=_ERRORS))
-        .order_by("-requests", "tenant_slug")[:limit]
-    )
-    return [TenantTraffic(row["tenant_slug"], row["requests"], row["errors"]) for row in rows]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -26,14 +26,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 
-from audit.traffic import (
-    HourCount,
-    TenantTraffic,
-    TrafficWindow,
-    top_tenants_by_requests,
-    traffic_by_hour,
-    traffic_window,
-)
+from audit.traffic import HourCount, TenantTraffic, TrafficWindow, traffic_summary
 from billing.reports import ReportQuery, ReportRow, usage_report
 from billing.selectors import BudgetUsage, budget_usage_list
 from billing.usage_chart import UsageChart, usage_chart
@@ -85,14 +78,13 @@ class CircuitsPanel:
 
 
 def traffic_panel(now: datetime) -> TrafficPanel:
-    day_ago = now - timedelta(hours=24)
-    hours = traffic_by_hour(start=day_ago, end=now)
+    summary = traffic_summary(end=now, top=TOP_TENANTS)
     return TrafficPanel(
-        last_hour=traffic_window(start=now - timedelta(hours=1), end=now),
-        last_day=traffic_window(start=day_ago, end=now),
-        hours=hours,
-        chart=traffic_chart(hours),
-        top_tenants=top_tenants_by_requests(start=day_ago, end=now, limit=TOP_TENANTS),
+        last_hour=summary.last_hour,
+        last_day=summary.last_day,
+        hours=summary.hours,
+        chart=traffic_chart(summary.hours),
+        top_tenants=summary.top_tenants,
         taken_at=now,
     )
 

@@ -293,3 +293,22 @@ def test_the_dashboard_makes_a_bounded_number_of_queries(
         _budget(acme, cost=str(index + 1))
     with django_assert_max_num_queries(30):
         assert admin_client.get(INDEX).status_code == 200
+
+
+def test_budgets_without_counters_are_summed_in_one_query_per_scope_and_period(acme, globex):
+    from billing.selectors import budget_usage_list
+
+    for tenant in (acme, globex):
+        for cost in ("1", "2", "3"):
+            _budget(tenant, cost=cost)
+    Budget.objects.create(scope="tenant", tenant=acme, max_tokens=100, period="daily")
+    line(acme, timezone.now() - timedelta(minutes=1), prompt=90, completion=0)
+
+    with CaptureQueriesContext(connection) as captured:
+        usage = budget_usage_list(at_least=Decimal(50))
+
+    ledger = [q["sql"] for q in captured.captured_queries if "billing_usageline" in q["sql"]]
+    assert len(ledger) == 2  # monthly and daily tenant budgets: one grouped query each
+    assert [(u.budget.max_tokens, u.percent_used, u.live) for u in usage] == [
+        (100, Decimal("90.0"), False)
+    ]
