@@ -101,7 +101,10 @@ def spend_panel(now: datetime) -> SpendPanel:
         month=report.total.cost,
         month_label=month,
         top_tenants=report.rows[:TOP_TENANTS],
-        chart=usage_chart([point for point in report.series if point.day <= today]),
+        # Nothing spent this month yet: no chart of zeros.
+        chart=usage_chart([point for point in report.series if point.day <= today])
+        if report.total.requests
+        else None,
         rolled_up_at=report.as_of,
         taken_at=now,
     )

@@ -118,6 +118,8 @@ def test_an_empty_gateway_shows_dashes_not_errors(admin_client):
     assert text_of(content, "traffic-p95-24h") == "—"
     assert text_of(content, "spend-month") == "$0.00"
     assert "No requests in the last 24 hours." in content
+    assert 'id="usage-chart"' not in content and "No usage this month yet." in content
+    assert text_of(content, "circuits-state") == "No provider targets yet."
 
 
 def test_spend_comes_from_the_daily_roll_ups(admin_client, acme, globex):
