@@ -398,3 +398,14 @@ GATEWAY_CIRCUIT_CACHE_SECONDS = envfloat("GATEWAY_CIRCUIT_CACHE_SECONDS", 0.5)
 GATEWAY_CIRCUIT_WINDOW_SECONDS = envfloat("GATEWAY_CIRCUIT_WINDOW_SECONDS", 60.0)
 GATEWAY_CIRCUIT_MIN_ATTEMPTS = envint("GATEWAY_CIRCUIT_MIN_ATTEMPTS", 20)
 GATEWAY_CIRCUIT_FAILURE_RATE = envfloat("GATEWAY_CIRCUIT_FAILURE_RATE", 0.5)
+
+# SQLite has no covering indexes: it builds audit_time (audit/models.py) on created_at alone,
+# which is all the small embedded setup needs; Django warns about it on every command.
+SILENCED_SYSTEM_CHECKS = ["models.W040"]
+
+# --- The admin dashboard (gateway_project/dashboard/) ----------------------------------------
+# Its figures are kept this long in the cache and shared by every staff member who may see
+# them (0: computed on every load; the tests' default, whose figures change test by test).
+# Budgets used at least this percentage of their limit are listed.
+DASHBOARD_CACHE_SECONDS = envint("DASHBOARD_CACHE_SECONDS", 0 if TESTING else 30)
+DASHBOARD_BUDGET_WARN_PERCENT = envint("DASHBOARD_BUDGET_WARN_PERCENT", 80)

@@ -7,8 +7,8 @@ a watcher reads only counts, names and timings from it, never the text.
 from __future__ import annotations
 
 from audit.row import AuditRow
-from routing.metrics import recording as metrics
 from routing.live.feed import live_feed
+from routing.metrics import recording as metrics
 
 
 def request_finished(row: AuditRow) -> None:
