@@ -10,6 +10,7 @@ through the validator the services use, so it shows next to its field.
 
 The change list offers the `clear_route_cache` action and links to the response cache's
 page (statistics, and clearing it for one tenant or all): both live in routing/cache/admin.py.
+Configuration versions have their pages in routing/versions/admin.py, registered from here.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from routing.services import (
     route_target_update,
     route_update,
 )
+from routing.versions import admin as _versions_admin  # noqa: F401  (registers its pages)
 
 _SUMMARY_CHARS = 80
 

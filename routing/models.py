@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class Route(models.Model):
@@ -84,3 +86,44 @@ class RouteTarget(models.Model):
 
     def __str__(self) -> str:
         return f"{self.route.name}#{self.position} -> {self.provider_model}"
+
+
+class ConfigVersion(models.Model):
+    """The whole routing-relevant configuration as it stood after one committed change.
+
+    Recorded by routing/versions/ once per transaction that changed a configuration row;
+    `document` is what `export_gateway_config` writes (no secret, no key hash), and what a
+    rollback imports again.
+    """
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The staff user who made the change, if a person did.",
+    )
+    actor = models.CharField(
+        max_length=200, help_text="Who, as recorded then: a user and how, a command, a task."
+    )
+    summary = models.CharField(max_length=500)
+    changes = models.JSONField(default=list, help_text="One line per row saved or deleted.")
+    document = models.TextField(help_text="The configuration as YAML (export_gateway_config).")
+    digest = models.CharField(max_length=64, help_text="SHA-256 of the document.")
+    routing_version = models.CharField(
+        max_length=16,
+        db_index=True,
+        help_text="The hash audit rows carry as config_version (routing/snapshot.py).",
+    )
+    rollback_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-id"]
+        permissions = [("rollback_configversion", "Can roll the configuration back to a version")]
+
+    def __str__(self) -> str:
+        return f"version {self.pk}"
