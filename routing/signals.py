@@ -98,7 +98,8 @@ class _Batch:
 def _pending(connection: BaseDatabaseWrapper) -> _Batch | None:
     # The batch is registered with the transaction's first change, so it sits near the
     # head of the on-commit list: found after a few entries, however long the import.
-    for _savepoints, func, _robust in connection.run_on_commit:
+    for entry in connection.run_on_commit:  # (savepoint ids, func, robust)
+        func = entry[1]
         if isinstance(func, _Batch) and not func.done:
             return func
     return None

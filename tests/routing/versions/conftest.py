@@ -24,9 +24,9 @@ def committed(django_capture_on_commit_callbacks) -> Committed:
     @contextmanager
     def block() -> Iterator[list[ConfigVersion]]:
         # What the test wrote before (fixtures) commits first: its changes are not the block's.
-        for _savepoints, func, _robust in list(connection.run_on_commit):
-            if isinstance(func, _Batch) and not func.done:
-                func()
+        for entry in list(connection.run_on_commit):
+            if isinstance(entry[1], _Batch) and not entry[1].done:
+                entry[1]()
         latest = config_version_latest()
         new: list[ConfigVersion] = []
         with django_capture_on_commit_callbacks(execute=True):

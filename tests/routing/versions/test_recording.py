@@ -243,9 +243,7 @@ def test_the_routing_hash_is_the_one_the_proxy_stamps_on_audit_rows(config: Conf
         route_update(route=config.route, strategy=Route.Strategy.COST)
     assert new[0].routing_version == build_snapshot().version
     with committed() as budget_only:
-        budgets_replace(
-            subject=Subject.of(config.tenant), budgets=[BudgetSpec(max_tokens=1_000)]
-        )
+        budgets_replace(subject=Subject.of(config.tenant), budgets=[BudgetSpec(max_tokens=1_000)])
     # A budget does not change how a request is routed or redacted: the same hash.
     assert budget_only[0].routing_version == new[0].routing_version == build_snapshot().version
     with committed() as rule:
@@ -258,3 +256,42 @@ def test_recording_compares_with_the_latest_version(config: Config, committed):
         route_update(route=config.route, description="x")
     assert config_version_record() is None  # nothing new since
     assert config_version_record(labels={"tenants.ApiKey"}) is not None  # unseen: kept
+
+
+def test_a_failing_recorder_never_fails_the_write_nor_its_announcement(
+    config: Config, committed, monkeypatch: pytest.MonkeyPatch
+):
+    import routing.signals
+    import routing.versions.services
+
+    bumps: list[bool] = []
+    monkeypatch.setattr(routing.signals.generation, "bump", lambda: bumps.append(True))
+
+    def broken() -> dict:
+        raise RuntimeError("export failed")
+
+    monkeypatch.setattr(routing.versions.services, "config_export", broken)
+    with committed() as new:
+        bumps.clear()  # the fixture's own changes were announced as the block began
+        route_update(route=config.route, description="still saved")
+    assert new == [] and bumps == [True]  # one announcement for the transaction
+    assert Route.objects.get(pk=config.route.pk).description == "still saved"
+
+
+def test_a_change_made_outside_the_services_is_recorded_after_migrate(config: Config, committed):
+    from routing.apps import _record_baseline
+
+    with committed():
+        route_update(route=config.route, description="through the services")
+    latest = config_version_latest()
+    Route.objects.filter(pk=config.route.pk).update(description="by hand")  # no signal
+    _record_baseline()
+    baseline = config_version_latest()
+    assert baseline.pk > latest.pk
+    assert baseline.actor == "system"
+    assert baseline.summary == (
+        "changed outside the services (found after migrate): "
+        "route chat (global): description changed"
+    )
+    _record_baseline()
+    assert config_version_latest() == baseline  # nothing new since

@@ -32,9 +32,7 @@ def test_the_admin_records_the_user(route: Route, committed):
         initial=1,
     )  # fmt: skip
     with committed() as new:
-        response = session(olga).post(
-            reverse("admin:routing_route_change", args=[route.pk]), form
-        )
+        response = session(olga).post(reverse("admin:routing_route_change", args=[route.pk]), form)
     assert response.status_code == 302
     [version] = new
     assert (version.actor, version.user_id) == ("olga (admin)", olga.pk)
