@@ -30,6 +30,7 @@ from routing.versions.diff import text_diff
 from routing.versions.selectors import (
     config_document_live,
     config_version_before,
+    config_version_document,
     config_version_get,
     config_version_list,
     config_version_serving,
@@ -127,6 +128,7 @@ class ConfigVersionAdmin(admin.ModelAdmin):
             request,
             f"Configuration version {version.pk}",
             version=version,
+            document=config_version_document(version=version),
             previous=previous,
             yaml_url=reverse("admin:routing_configversion_yaml", args=[version.pk]),
             previous_diff_url=(
@@ -157,7 +159,8 @@ class ConfigVersionAdmin(admin.ModelAdmin):
             f"{version.created_at.isoformat(timespec='seconds')} by {_one_line(version.actor)}: "
             f"{_one_line(version.summary)}\n"
         )
-        response = HttpResponse(header + version.document, content_type="application/yaml")
+        document = config_version_document(version=version)
+        response = HttpResponse(header + document, content_type="application/yaml")
         response["Content-Disposition"] = (
             f'attachment; filename="gateway-config-v{version.pk}.yaml"'
         )
@@ -190,7 +193,7 @@ class ConfigVersionAdmin(admin.ModelAdmin):
         version = config_version_get(pk=value)
         if version is None:
             return None
-        return f"version {version.pk}", version.document
+        return f"version {version.pk}", config_version_document(version=version)
 
     def diff_view(self, request: HttpRequest) -> HttpResponse:
         self._viewer(request)
@@ -246,7 +249,7 @@ class ConfigVersionAdmin(admin.ModelAdmin):
             f"Roll back to version {version.pk}",
             version=version,
             result=result,
-            diff=text_diff(config_document_live(), version.document),
+            diff=text_diff(config_document_live(), config_version_document(version=version)),
             change_url=reverse("admin:routing_configversion_change", args=[version.pk]),
         )
         return TemplateResponse(request, "admin/routing/configversion/rollback.html", context)

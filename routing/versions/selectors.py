@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import orjson
 from django.db.models import QuerySet
 
 from routing.config_io import config_dump, config_export
@@ -49,6 +50,11 @@ def config_version_serving(*, routing_version: str, at: datetime | None) -> Conf
         if found is not None:
             return found
     return versions.order_by("created_at", "id").first()
+
+
+def config_version_document(*, version: ConfigVersion) -> str:
+    """The version's YAML document, as `export_gateway_config` wrote it then."""
+    return config_dump(orjson.loads(version.content))
 
 
 def config_document_live() -> str:

@@ -1,9 +1,9 @@
 """Writes for configuration versions: record one, roll back to one.
 
 `config_version_record` runs after a transaction that changed configuration rows commits
-(routing/signals.py), once per transaction. It exports the configuration as the YAML
-document `export_gateway_config` writes and keeps it unless it is the latest version's
-document and routing hash again. Changes the document cannot show (a key issued or
+(routing/signals.py), once per transaction. It exports the configuration (the data
+`export_gateway_config` writes as YAML) and keeps it unless it is the latest version's
+data and routing hash again. Changes the document cannot show (a key issued or
 revoked, a price scheduled for later) are recorded all the same, with the document as
 it stands.
 
@@ -21,10 +21,11 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from django.db import connection, transaction
 
 from gateway_project.lib.actor import SYSTEM, Actor, acting_as, current_actor
-from routing.config_io import ImportReport, config_dump, config_export, config_import, config_load
+from routing.config_io import ImportReport, config_export, config_import
 from routing.models import ConfigVersion
 from routing.snapshot import routing_version
 from routing.versions.diff import document_changes
@@ -84,6 +85,11 @@ def _summary(note: str, what: list[str]) -> str:
     return text if len(text) <= _SUMMARY_CHARS else text[: _SUMMARY_CHARS - 1] + "…"
 
 
+def _content(data: dict[str, Any]) -> bytes:
+    # JSON in the export's own order; anything orjson does not know (none today) as text.
+    return orjson.dumps(data, default=str)
+
+
 def config_version_record(
     *,
     changes: Sequence[str] = (),
@@ -98,8 +104,9 @@ def config_version_record(
     context = context or version_context()
     with transaction.atomic():
         _lock()
-        document = config_dump(config_export())
-        digest = hashlib.sha256(document.encode()).hexdigest()
+        data = config_export()
+        content = _content(data)
+        digest = hashlib.sha256(content).hexdigest()
         routing = routing_version()
         latest = config_version_latest()
         unseen = bool(UNSEEN_IN_DOCUMENT & set(labels))
@@ -113,14 +120,18 @@ def config_version_record(
             )
         ):
             return None
-        before = config_load(latest.document) if latest is not None else {}
-        what = document_changes(before, config_load(document)) or list(changes)
+        # The first version is the whole configuration: its note says so, not a list of it.
+        what = (
+            document_changes(orjson.loads(latest.content), orjson.loads(content))
+            if latest is not None
+            else []
+        ) or list(changes)
         return ConfigVersion.objects.create(
             user_id=context.actor.user_id,
             actor=context.actor.label[:200],
             summary=_summary(context.note, what),
             changes=list(changes),
-            document=document,
+            content=content.decode(),
             digest=digest,
             routing_version=routing,
             rollback_of_id=context.rollback_of_id,
@@ -160,12 +171,13 @@ def config_version_rollback(*, version: ConfigVersion, dry_run: bool = False) ->
     it configures was deleted since, say). A dry run does all of it and rolls it back.
     """
     source = f"version {version.pk}"
-    target: dict[str, Any] = config_load(version.document, source=source)
+    # The data its YAML document is rendered from, which a rollback imports as it is.
+    target: dict[str, Any] = orjson.loads(version.content)
     latest = config_version_latest()
     note = version_note(f"rollback to version {version.pk}", rollback_of_id=version.pk)
     with note, transaction.atomic():
         report = config_import(data=target, prune=True, source=source)
-        not_restored = document_changes(target, config_load(config_dump(config_export())))
+        not_restored = document_changes(target, orjson.loads(_content(config_export())))
         if dry_run:
             transaction.set_rollback(True)
     recorded = None

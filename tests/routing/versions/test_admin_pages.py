@@ -7,6 +7,7 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth.models import Group
 from django.contrib.messages import get_messages
 from django.urls import reverse
 from django.utils import timezone
@@ -17,6 +18,7 @@ from routing.services import route_update
 from routing.snapshot import build_snapshot
 from tests import factories
 from tests.gateway_project.management_api import make_staff, session
+from tests.routing.versions.support import doc
 
 pytestmark = pytest.mark.django_db
 
@@ -82,7 +84,7 @@ def test_download_yaml_is_the_document(ops, versions):
     assert f'filename="gateway-config-v{new.pk}.yaml"' in response["Content-Disposition"]
     text = response.content.decode()
     assert text.startswith(f"# Configuration version {new.pk}, recorded ")
-    assert text.endswith(new.document)
+    assert text.endswith(doc(new))
 
 
 def test_the_diff_shows_the_lines_that_changed(ops, versions):
@@ -184,3 +186,14 @@ def test_a_viewer_without_the_rollback_permission_has_no_rollback(versions):
     url = reverse("admin:routing_configversion_rollback", args=[new.pk])
     assert viewer.get(url).status_code == 403
     assert viewer.post(url).status_code == 403
+
+
+def test_ops_may_view_and_roll_back_and_finance_has_nothing_of_versions():
+    def codenames(group: str) -> set[str]:
+        permissions = Group.objects.get(name=group).permissions.filter(
+            content_type__app_label="routing", codename__endswith="configversion"
+        )
+        return set(permissions.values_list("codename", flat=True))
+
+    assert codenames("Ops") == {"view_configversion", "rollback_configversion"}
+    assert codenames("Finance") == set()
