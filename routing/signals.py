@@ -57,8 +57,6 @@ class _Batch:
     """One transaction's configuration changes, and what to do once it commits."""
 
     def __init__(self) -> None:
-        from routing.versions.services import version_context
-
         self.changes: list[str] = []
         self.more = 0
         self.labels: set[str] = set()
@@ -66,6 +64,8 @@ class _Batch:
         # Who and why, as the transaction runs (the request, command or rollback around it).
         self.context: VersionContext | None = None
         try:
+            from routing.versions.services import version_context
+
             self.context = version_context()
         except Exception:  # recorded as the system's rather than fail the write
             logger.exception("could not tell who is changing the configuration")
