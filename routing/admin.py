@@ -14,6 +14,8 @@ page (statistics, and clearing it for one tenant or all): both live in routing/c
 The route's page shows each target's circuit state beside it (closed, open, half-open),
 read from Redis in one call for all of the route's targets; "unknown" when Redis cannot
 be reached.
+
+Configuration versions have their pages in routing/versions/admin.py, registered from here.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ from routing.services import (
     route_target_update,
     route_update,
 )
+from routing.versions import admin as _versions_admin  # noqa: F401  (registers its pages)
 
 _SUMMARY_CHARS = 80
 

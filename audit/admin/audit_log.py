@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from datetime import UTC
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
@@ -106,7 +107,7 @@ class AuditEventAdmin(admin.ModelAdmin):
                     "route",
                     "requested_model",
                     "stream",
-                    "config_version",
+                    "config_version_link",
                 )
             },
         ),
@@ -254,6 +255,17 @@ class AuditEventAdmin(admin.ModelAdmin):
             return f"{obj.tenant_slug} (deleted)" if obj.tenant_slug else "—"
         url = reverse("admin:tenants_tenant_change", args=[obj.tenant_id])
         return format_html('<a href="{}">{}</a>', url, obj.tenant_slug or obj.tenant_id)
+
+    @admin.display(description="config version")
+    def config_version_link(self, obj: AuditEvent) -> str:
+        # By URL name: routing (which owns the versions) sits above audit.
+        if not obj.config_version or "/" in obj.config_version:
+            return obj.config_version or "—"
+        url = reverse("admin:routing_configversion_by_hash", args=[obj.config_version])
+        at = urlencode({"at": obj.created_at.isoformat()})
+        return format_html(
+            '<a id="audit-config-version" href="{}?{}">{}</a>', url, at, obj.config_version
+        )
 
     @admin.display(description="messages")
     def prompt_pretty(self, obj: AuditEvent) -> str:

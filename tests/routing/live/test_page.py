@@ -17,7 +17,7 @@ from tests.gateway_project.management_api import make_staff, session
 
 pytestmark = pytest.mark.django_db
 
-MIGRATION = importlib.import_module("routing.migrations.0004_live_traffic_permission")
+MIGRATION = importlib.import_module("routing.migrations.0006_live_traffic_permission")
 PERMISSION = "routing.view_live_traffic"
 
 
@@ -35,7 +35,7 @@ def test_ops_may_watch_live_traffic_and_finance_may_not():
 
 def test_the_migration_is_idempotent_and_reversible():
     state = MigrationExecutor(connection).loader.project_state(
-        ("routing", "0004_live_traffic_permission")
+        ("routing", "0006_live_traffic_permission")
     )
     MIGRATION.grant(state.apps, None)
     assert may_watch("Ops")

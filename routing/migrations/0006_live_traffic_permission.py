@@ -45,7 +45,7 @@ class Migration(migrations.Migration):
         ("contenttypes", "0002_remove_content_type_name"),
         ("audit", "0004_cached_and_reasoning_tokens"),
         ("tenants", "0003_ops_and_finance_groups"),
-        ("routing", "0003_route_cache_ttl_seconds_route_hedge_after_ms_and_more"),
+        ("routing", "0005_config_version_permissions"),
     ]
 
     operations = [
