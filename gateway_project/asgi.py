@@ -1,4 +1,5 @@
-"""ASGI entry point: Channels routes HTTP to Django; a lifespan wrapper runs the audit log.
+"""ASGI entry point: Channels routes HTTP to Django (and the live traffic stream to its
+consumer); a lifespan wrapper runs the audit log.
 
 Django's own ASGI handler does not speak the lifespan protocol, so servers that send it
 (uvicorn in production) get it answered here: at startup the audit writer starts (and
@@ -20,16 +21,19 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway_project.settings")
 
 django_asgi_app = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter  # noqa: E402
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.core.exceptions import RequestAborted  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix  # noqa: E402
 from django.test.utils import override_settings  # noqa: E402
-from django.urls import set_script_prefix  # noqa: E402
+from django.urls import path, re_path, set_script_prefix  # noqa: E402
 
 from audit.writer import audit_writer  # noqa: E402
 from gateway_project.lib import after_response, request_body  # noqa: E402
 from gateway_project.lib.request_body import Receive, Send  # noqa: E402
+from routing.live.consumers import LiveTrafficConsumer  # noqa: E402
+from routing.live.feed import live_feed  # noqa: E402
 
 # Loaded with the worker, not at its first request: it sets up this server's metric files
 # (routing/metrics/instruments.py), which is when a dead worker's live gauges are dropped.
@@ -136,7 +140,22 @@ def _freeze_the_startup_heap() -> None:
 
 
 proxy_asgi_app = ProxyASGIHandler()
-_router = ProtocolTypeRouter({"http": django_asgi_app})
+# The live traffic page's event stream is a Channels consumer that stays open while its
+# watcher does, with the admin's session login (routing/live/consumers.py); the rest of
+# the admin, the management API and the landing page are Django's.
+_router = ProtocolTypeRouter(
+    {
+        "http": URLRouter(
+            [
+                path(
+                    "admin/live/stream/",
+                    AuthMiddlewareStack(LiveTrafficConsumer.as_asgi()),
+                ),
+                re_path(r"", django_asgi_app),  # type: ignore[arg-type]  # an ASGI app: Channels' URLRouter takes those
+            ]
+        )
+    }
+)
 
 
 async def application(scope: dict[str, Any], receive: Receive, send: Send) -> None:
@@ -150,6 +169,8 @@ async def application(scope: dict[str, Any], receive: Receive, send: Send) -> No
                 audit_writer.start()
                 if settings.GATEWAY_METRICS_ENABLED:
                     metrics_background.ensure_started()  # writes the metric files
+                # From the start, so that a watcher sees this worker's first request too.
+                live_feed.start_checking()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await after_response.drain()  # settlements still in flight finish first

@@ -126,6 +126,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Remembers the request, so a configuration version can name who changed it.
+    "gateway_project.lib.actor.ActorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -178,8 +180,14 @@ if REDIS_URL:
             "KEY_PREFIX": "gw",
         }
     }
+    # The live traffic page (routing/live/): every worker and replica publishes to one
+    # group, so one watcher sees them all. A member that vanished without leaving (a killed
+    # worker) drops out of the group after group_expiry: watchers re-join every few seconds.
     CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer"},
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": "gw:asgi", "group_expiry": 60},
+        },
     }
     CELERY_BROKER_URL = REDIS_URL
 else:
@@ -187,6 +195,13 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     CELERY_BROKER_URL = "memory://"
 CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", not REDIS_URL)
+# The live traffic page (/admin/live/, routing/live/). Each process re-reads whether anyone
+# watches at most this often (one Redis EXISTS, on a thread of its own, never per request).
+LIVE_TRAFFIC_CHECK_SECONDS = envfloat("LIVE_TRAFFIC_CHECK_SECONDS", 1.0)
+# Finished requests waiting to be published, per process; past it they are dropped.
+LIVE_TRAFFIC_QUEUE_MAX = envint("LIVE_TRAFFIC_QUEUE_MAX", 1000)
+# A comment line this often keeps proxies from closing an idle stream.
+LIVE_TRAFFIC_HEARTBEAT_SECONDS = envfloat("LIVE_TRAFFIC_HEARTBEAT_SECONDS", 15.0)
 CELERY_TASK_ACKS_LATE = True
 # Billing roll-ups (billing.rollups): how often beat rebuilds the days of new ledger lines,
 # and how long a line id must have been seen before the cursor may pass it
@@ -385,3 +400,14 @@ GATEWAY_CIRCUIT_CACHE_SECONDS = envfloat("GATEWAY_CIRCUIT_CACHE_SECONDS", 0.5)
 GATEWAY_CIRCUIT_WINDOW_SECONDS = envfloat("GATEWAY_CIRCUIT_WINDOW_SECONDS", 60.0)
 GATEWAY_CIRCUIT_MIN_ATTEMPTS = envint("GATEWAY_CIRCUIT_MIN_ATTEMPTS", 20)
 GATEWAY_CIRCUIT_FAILURE_RATE = envfloat("GATEWAY_CIRCUIT_FAILURE_RATE", 0.5)
+
+# SQLite has no covering indexes: it builds audit_time (audit/models.py) on created_at alone,
+# which is all the small embedded setup needs; Django warns about it on every command.
+SILENCED_SYSTEM_CHECKS = ["models.W040"]
+
+# --- The admin dashboard (gateway_project/dashboard/) ----------------------------------------
+# Its figures are kept this long in the cache and shared by every staff member who may see
+# them (0: computed on every load; the tests' default, whose figures change test by test).
+# Budgets used at least this percentage of their limit are listed.
+DASHBOARD_CACHE_SECONDS = envint("DASHBOARD_CACHE_SECONDS", 0 if TESTING else 30)
+DASHBOARD_BUDGET_WARN_PERCENT = envint("DASHBOARD_BUDGET_WARN_PERCENT", 80)
