@@ -6,7 +6,6 @@ on SQLite and in-process caches; DATABASE_URL and REDIS_URL switch to Postgres a
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import sys
 from pathlib import Path
@@ -21,6 +20,7 @@ from gateway_project.lib.env import (
     envfloat,
     envint,
     envlist,
+    envnetworks,
     envsecret,
     envstr,
 )
@@ -364,29 +364,15 @@ GATEWAY_METRICS_TOKEN = envsecret("GATEWAY_METRICS_TOKEN")
 RATELIMIT_IP_META_KEY = envstr("RATELIMIT_IP_META_KEY", "") or None
 
 
-def _cidrs(name: str, default: str = "") -> list[str]:
-    """A comma-separated list of networks (`10.0.0.0/8`, `::1`), checked at start."""
-    values = envlist(name, default)
-    for value in values:
-        try:
-            ipaddress.ip_network(value, strict=False)
-        except ValueError as exc:
-            raise ImproperlyConfigured(f"{name}: {exc}") from None
-    return values
-
-
-# --- Metrics (GET /metrics, Prometheus: routing/metrics/) --------------------------------------
-# Off: nothing is recorded and /metrics answers 404.
+# --- Metrics (GET /metrics, Prometheus: routing/metrics/; off: none recorded, a 404) -----------
 GATEWAY_METRICS_ENABLED = envbool("GATEWAY_METRICS_ENABLED", True)
 # Who may scrape without the token: client addresses (CIDRs). The default is this machine
 # only, so `curl http://127.0.0.1:8000/metrics` works after `make run`; empty: token only.
-GATEWAY_METRICS_ALLOWED_IPS = _cidrs("GATEWAY_METRICS_ALLOWED_IPS", "127.0.0.0/8,::1/128")
-# Reverse proxies (CIDRs) whose X-Forwarded-For is believed for that check; by default none
-# is, since any client can send the header. (uvicorn itself rewrites the client address
-# from X-Forwarded-For only for FORWARDED_ALLOW_IPS: 127.0.0.1 and ::1 unless set.)
-GATEWAY_METRICS_TRUSTED_PROXIES = _cidrs("GATEWAY_METRICS_TRUSTED_PROXIES")
-# A `key` label (the key's public prefix) on the request, token, cost and refusal counters:
-# one series per key, so only where keys are few.
+GATEWAY_METRICS_ALLOWED_IPS = envnetworks("GATEWAY_METRICS_ALLOWED_IPS", "127.0.0.0/8,::1/128")
+# Reverse proxies (CIDRs) whose X-Forwarded-For that check believes; none by default: any
+# client can send it. (uvicorn's own FORWARDED_ALLOW_IPS, loopback unless set, comes first.)
+GATEWAY_METRICS_TRUSTED_PROXIES = envnetworks("GATEWAY_METRICS_TRUSTED_PROXIES")
+# A `key` label (its public prefix) on requests, tokens, cost and refusals: a series per key.
 GATEWAY_METRICS_KEY_LABEL = envbool("GATEWAY_METRICS_KEY_LABEL", False)
 # Remaining budget is read from Redis at each scrape, for at most this many budgets.
 GATEWAY_METRICS_MAX_BUDGETS = envint("GATEWAY_METRICS_MAX_BUDGETS", 1000)

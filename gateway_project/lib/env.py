@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from decimal import Decimal
 
@@ -45,6 +46,18 @@ def envsecret(name: str, default: str = "") -> str:
 
 def envlist(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def envnetworks(name: str, default: str = "") -> list[str]:
+    """A comma-separated list of networks (`10.0.0.0/8`, `::1`), each checked: a typo stops
+    the start rather than letting in (or shutting out) the wrong clients."""
+    values = envlist(name, default)
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
+    return values
 
 
 def dotenv_read(path: str | os.PathLike[str]) -> dict[str, str]:

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from audit import spool
 from billing.models import Budget
-from gateway_project.settings import _cidrs
+from gateway_project.lib.env import envnetworks
 from providers.circuit import breaker
 from tests.conftest import forget_governance_counters
 from tests.personas import Personas
@@ -140,11 +140,11 @@ async def test_it_is_not_found_when_metrics_are_off(transactional_db, settings):
 
 
 def test_an_allow_list_that_is_not_a_network_stops_the_start(monkeypatch):
-    from django.core.exceptions import ImproperlyConfigured
-
     monkeypatch.setenv("GATEWAY_METRICS_ALLOWED_IPS", "10.0.0.0/8, localhost")
-    with pytest.raises(ImproperlyConfigured, match="GATEWAY_METRICS_ALLOWED_IPS"):
-        _cidrs("GATEWAY_METRICS_ALLOWED_IPS")
+    with pytest.raises(ValueError, match="GATEWAY_METRICS_ALLOWED_IPS: 'localhost'"):
+        envnetworks("GATEWAY_METRICS_ALLOWED_IPS")
+    monkeypatch.setenv("GATEWAY_METRICS_ALLOWED_IPS", "10.0.0.0/8, ::1")
+    assert envnetworks("GATEWAY_METRICS_ALLOWED_IPS") == ["10.0.0.0/8", "::1"]
 
 
 # --- what is read at scrape time -------------------------------------------------------------------
