@@ -5,7 +5,7 @@ It reads the row's counts, names and timings, never its text, and it never raise
 failure is logged (at most once a minute) and the request goes on. What it adds is tallied
 in memory and written to the metric files in batches (routing/metrics/tally.py); the
 labelled children are cached here because prometheus_client's `labels()` converts,
-checks and locks on every call. Its cost per request is in bench/README.md ("Metrics").
+checks and locks on every call. Its cost per request: bench/README.md, "Issue 15's metrics".
 """
 
 from __future__ import annotations
@@ -219,7 +219,7 @@ def _record_genai(row: AuditRow, operation: str) -> None:
     if row.outcome == "success" and row.stream and row.ttft_ms is not None:
         # Streams only: a whole answer's first token arrives with its last.
         time_to_first_token.observe(labels, row.ttft_ms / 1000)
-        if row.completion_tokens > 1 and row.latency_ms > row.ttft_ms:
+        if row.completion_tokens > 1 and row.latency_ms >= row.ttft_ms:  # (both whole ms)
             per_token = (row.latency_ms - row.ttft_ms) / 1000 / (row.completion_tokens - 1)
             time_per_output_token.observe(labels, per_token)
 
