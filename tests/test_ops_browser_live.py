@@ -112,10 +112,9 @@ class Walk:
         return self.driver.find_element(By.CSS_SELECTOR, css)
 
     def present(self, css: str):
+        from selenium.common.exceptions import TimeoutException
         from selenium.webdriver.common.by import By
         from selenium.webdriver.support import expected_conditions as until
-
-        from selenium.common.exceptions import TimeoutException
 
         try:
             return self.wait(until.presence_of_element_located((By.CSS_SELECTOR, css)))
@@ -140,12 +139,13 @@ class Walk:
         from selenium.webdriver.common.keys import Keys
         from selenium.webdriver.support import expected_conditions as until
 
+        opened = ".select2-container--open"  # the dropdown, appended to the body when open
         self.find(f"#{select_id} + .select2 .select2-selection").click()
-        field = self.present(".select2-container--open .select2-search__field")
+        field = self.present(f"{opened} .select2-search__field")
         field.send_keys(search)
         self.wait(
             until.text_to_be_present_in_element(
-                (By.CSS_SELECTOR, ".select2-results__option--highlighted"), expect
+                (By.CSS_SELECTOR, f"{opened} .select2-results__option--highlighted"), expect
             )
         )
         field.send_keys(Keys.ENTER)
@@ -162,10 +162,11 @@ class Walk:
         self.saved.append(save_screenshot(self.driver, f"ops-{name}"))
 
 
-def test_ops_walk_the_gateway_in_a_browser(gateway, browser, request):  # noqa: PLR0915  (one walk)
+def test_ops_walk_the_gateway_in_a_browser(gateway, browser, request):
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as until
-    from selenium.webdriver.support.ui import Select
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     started = time.monotonic()
     for stale in SCREENSHOTS.glob("ops-*.png"):
@@ -299,14 +300,18 @@ def test_ops_walk_the_gateway_in_a_browser(gateway, browser, request):  # noqa: 
     time.sleep(1.2)  # the process notices a watcher within LIVE_TRAFFIC_CHECK_SECONDS
     sent: list[str] = []
     seen = None
-    for _ in range(5):
+    for _ in range(5):  # resent if the watcher was not noticed in time (bounded)
         answer = chat(gateway, copied)
         assert answer.status_code == 200, answer.text
         sent.append(answer.headers["x-request-id"])
         try:
-            seen = walk.present("#live-traffic-rows tr[id^=live-request-]")
+            seen = WebDriverWait(browser, 3).until(
+                until.presence_of_element_located(
+                    (By.CSS_SELECTOR, "#live-traffic-rows tr[id^=live-request-]")
+                )
+            )
             break
-        except Exception:  # noqa: BLE001  (not yet: the watcher was not noticed in time)
+        except TimeoutException:
             continue
     assert seen is not None, f"no row for {sent}"
     request_id = seen.get_attribute("data-request-id")
@@ -378,7 +383,9 @@ def test_ops_walk_the_gateway_in_a_browser(gateway, browser, request):  # noqa: 
     assert answer.headers["x-gateway-model"] == "alpha"
     gateway.drain()
 
-    assert [path.name for path in walk.saved] == sorted(p.name for p in SCREENSHOTS.glob("ops-*.png"))
+    assert [path.name for path in walk.saved] == sorted(
+        p.name for p in SCREENSHOTS.glob("ops-*.png")
+    )
     request.node.user_properties.append(
         ("screenshots", f"{len(walk.saved)} pages in {SCREENSHOTS}/ops-*.png")
     )
