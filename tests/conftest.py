@@ -254,7 +254,9 @@ def pytest_terminal_summary(terminalreporter) -> None:
             properties = dict(getattr(report, "user_properties", ()) or ())
             if getattr(report, "when", "") == "call" and "screenshots" in properties:
                 extra = "".join(
-                    f", {name} {value}" for name, value in properties.items() if name != "screenshots"
+                    f", {name} {value}"
+                    for name, value in properties.items()
+                    if name != "screenshots"
                 )
                 terminalreporter.write_line(
                     f"screenshots of {report.nodeid}: {properties['screenshots']}{extra}"
