@@ -244,3 +244,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.name.endswith("_live.py") or "gateway" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.live)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Where the browser walks saved their screenshots, one line per test (each test says
+    so through its `user_properties`, which reach the summary however the run is split)."""
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            properties = dict(getattr(report, "user_properties", ()) or ())
+            if getattr(report, "when", "") == "call" and "screenshots" in properties:
+                extra = "".join(
+                    f", {name} {value}"
+                    for name, value in properties.items()
+                    if name != "screenshots"
+                )
+                terminalreporter.write_line(
+                    f"screenshots of {report.nodeid}: {properties['screenshots']}{extra}"
+                )
