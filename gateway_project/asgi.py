@@ -28,7 +28,7 @@ from django.test.utils import override_settings  # noqa: E402
 from django.urls import set_script_prefix  # noqa: E402
 
 from audit.writer import audit_writer  # noqa: E402
-from gateway_project.lib import after_response, request_body  # noqa: E402
+from gateway_project.lib import after_response, logs, request_body, tracing  # noqa: E402
 from gateway_project.lib.request_body import Receive, Send  # noqa: E402
 
 
@@ -64,6 +64,9 @@ class ProxyASGIHandler(ASGIHandler):
         # The body is not read here, as Django's handler would (all of it, spooled to disk
         # past 2.5 MB): the view authenticates from the headers first, then receives the
         # body up to the caller's limit (gateway_project/lib/request_body).
+        # The request's log context, opened here so that the tasks below, the work deferred
+        # until after the response and the server's own lines share it (lib/logs.py).
+        logs.open_request()
         body = request_body.PendingBody.from_scope(scope, receive)
         set_script_prefix(get_script_prefix(scope))
         request, error_response = self.create_request(
@@ -132,6 +135,9 @@ def _freeze_the_startup_heap() -> None:
 
 
 proxy_asgi_app = ProxyASGIHandler()
+# Spans exported over OTLP when an endpoint is configured; otherwise tracing stays off and
+# costs the request path nothing (gateway_project/lib/tracing.py).
+tracing.configure()
 _router = ProtocolTypeRouter({"http": django_asgi_app})
 
 
@@ -148,6 +154,7 @@ async def application(scope: dict[str, Any], receive: Receive, send: Send) -> No
             elif message["type"] == "lifespan.shutdown":
                 await after_response.drain()  # settlements still in flight finish first
                 await audit_writer.aclose()
+                await asyncio.to_thread(tracing.shutdown)  # exports the spans still queued
                 await send({"type": "lifespan.shutdown.complete"})
                 return
     if scope["type"] == "http" and scope["path"].startswith("/v1/"):

@@ -249,19 +249,53 @@ REST_KNOX = {
     "AUTH_HEADER_PREFIX": "Token",
 }
 
+# --- Logs and traces ---------------------------------------------------------------------------
+# Console log lines: `json` (one object per line, with the request id, tenant and route of
+# the request a line was emitted for: gateway_project/lib/logs.py) or `text`. JSON unless
+# DEBUG is on: `make run` is read by a person in a terminal, a deployment by a log shipper.
+GATEWAY_LOG_FORMAT = envstr("GATEWAY_LOG_FORMAT") or ("text" if DEBUG else "json")
+if GATEWAY_LOG_FORMAT not in ("json", "text"):
+    raise ImproperlyConfigured("GATEWAY_LOG_FORMAT must be json or text")
+LOG_LEVEL = envstr("LOG_LEVEL", "INFO").upper()
+_console = {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False}
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
+    "formatters": {
+        "console": {"()": "gateway_project.lib.logs.formatter", "kind": GATEWAY_LOG_FORMAT}
+    },
+    "filters": {"request": {"()": "gateway_project.lib.logs.RequestContextFilter"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "console",
+            "filters": ["request"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.request": {"level": "ERROR"},
+        # SQL with its parameters (prompts on their way to the audit table, key hashes)
+        # at DEBUG, when DEBUG is on: never, whatever LOG_LEVEL says.
+        "django.db.backends": {"level": "INFO"},
         # httpx logs every upstream request at INFO: one line per proxied call.
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},
+        # uvicorn's own handlers (plain text) give way to ours in its workers.
+        "uvicorn": _console,
+        "uvicorn.access": _console,
     },
 }
+# OpenTelemetry tracing (gateway_project/lib/tracing.py), on only when an OTLP endpoint is
+# set; the SDK reads its other OTEL_* variables itself (headers, service name, sampler).
+GATEWAY_TRACING = bool(
+    envstr("OTEL_EXPORTER_OTLP_ENDPOINT") or envstr("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+) and not envbool("OTEL_SDK_DISABLED")
+# Prompts and answers on the spans (redacted by the audit rules), never unless asked for:
+# here, or by the GenAI conventions' own variable.
+GATEWAY_TRACE_CONTENT = envbool(
+    "GATEWAY_TRACE_CONTENT", envbool("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT")
+)
 
 # --- The gateway itself ------------------------------------------------------------------------
 # How long a process trusts its in-memory config snapshot before asking whether the
