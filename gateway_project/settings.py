@@ -281,9 +281,12 @@ LOGGING = {
         # httpx logs every upstream request at INFO: one line per proxied call.
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},
-        # uvicorn's own handlers (plain text) give way to ours in its workers.
-        "uvicorn": _console,
-        "uvicorn.access": _console,
+        # uvicorn's own handler (plain text) gives way to ours in its workers. Only
+        # uvicorn.error, where its lines go: naming "uvicorn" would reset its children,
+        # and uvicorn logs access lines whenever uvicorn.access finds a handler,
+        # --no-access-log or not (when wanted, its log config formats them:
+        # gateway_project/uvicorn_logging.json).
+        "uvicorn.error": _console,
     },
 }
 # OpenTelemetry tracing (gateway_project/lib/tracing.py), on only when an OTLP endpoint is
