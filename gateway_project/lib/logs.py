@@ -49,15 +49,25 @@ def open_request() -> None:
     _current.set(RequestLogContext())
 
 
-def bind_request(request_id: str) -> None:
+def bind_request(request_id: str) -> contextvars.Token | None:
     """The request now being served has this id: the context its handler opened, or a new
     one where no handler did (Django's own handlers, the test client), or where the one in
-    place belongs to an earlier request."""
+    place belongs to an earlier request. Returns the token that `unbind()` takes to put
+    back what was there when a new one was set."""
     context = _current.get()
+    token = None
     if context is None or context.request_id:
         context = RequestLogContext()
-        _current.set(context)
+        token = _current.set(context)
     context.request_id = request_id
+    return token
+
+
+def unbind(token: contextvars.Token | None) -> None:
+    """After a synchronous request (WSGI, the test client), whose thread serves others
+    next: its lines are done, and what follows must not carry its id."""
+    if token is not None:
+        _current.reset(token)
 
 
 def note(*, tenant: str | None = None, route: str | None = None) -> None:

@@ -39,8 +39,11 @@ class RequestIdMiddleware:
             return self._acall(request)
         request_id = new_request_id()
         request.request_id = request_id  # type: ignore[attr-defined]  # ours, on Django's request
-        logs.bind_request(request_id)
-        response = self.get_response(request)
+        token = logs.bind_request(request_id)
+        try:
+            response = self.get_response(request)
+        finally:
+            logs.unbind(token)
         response["x-request-id"] = request_id
         return response
 
