@@ -185,6 +185,8 @@ else:
     CELERY_BROKER_URL = "memory://"
 CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", not REDIS_URL)
 CELERY_TASK_ACKS_LATE = True
+# Workers log through LOGGING (JSON lines, like the web processes), not Celery's own format.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Billing roll-ups (billing.rollups): how often beat rebuilds the days of new ledger lines,
 # and how long a line id must have been seen before the cursor may pass it
 # (billing.rollup_cursor). Months close that many minutes after their end (billing.closing).

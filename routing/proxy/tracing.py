@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from opentelemetry import propagate
+from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, set_span_in_context
 
 from audit.redaction import redact_row
@@ -41,13 +42,12 @@ from gateway_project.lib.errors import GatewayError
 from providers.base import Target, UpstreamError
 
 if TYPE_CHECKING:
-    from opentelemetry.context import Context
-
     from audit.row import AuditRow
     from routing.proxy.exchange import Exchange
 
 logger = logging.getLogger(__name__)
 _NOTHING = contextlib.nullcontext()  # what a stage enters when its request has no span
+_NO_PARENT = Context()  # a request's own trace when the client sent none (not the current one)
 # gen_ai.provider.name by adapter kind, the conventions' names where they have one.
 PROVIDER_NAMES = {"openai": "openai", "azure_openai": "azure.ai.openai", "anthropic": "anthropic"}
 
@@ -86,12 +86,26 @@ def operation(exchange: Exchange) -> str:
     return "embeddings" if exchange.metadata.get("endpoint") == "embeddings" else "chat"
 
 
+@functools.cache
+def _propagation_keys() -> tuple[str, ...]:
+    """The request META keys of the headers the configured propagators read (OTEL_PROPAGATORS;
+    by default traceparent, tracestate, baggage)."""
+    fields = propagate.get_global_textmap().fields
+    return tuple("HTTP_" + field.upper().replace("-", "_") for field in fields)
+
+
+def _propagated(meta: Mapping[str, Any]) -> bool:
+    """Whether the client sent any trace context at all: most send none, and extracting
+    nothing through the propagators still cost about 8 us."""
+    return any(key in meta for key in _propagation_keys())
+
+
 def start_request(exchange: Exchange) -> None:
     """The request's span, as a child of the client's `traceparent` if it sent one."""
     if not tracing.ENABLED or tracing.tracer is None:
         return
     request = exchange.request
-    parent = propagate.extract(request.headers)
+    parent = propagate.extract(request.headers) if _propagated(request.META) else _NO_PARENT
     name = operation(exchange)
     span = tracing.tracer.start_span(
         name,
