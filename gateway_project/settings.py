@@ -30,6 +30,9 @@ if TESTING:
     # Tests must not depend on the developer's .env (a REDIS_URL in it would switch the
     # gateway processes they start to Redis): set here, so those processes inherit it.
     os.environ["GATEWAY_ENV_FILE"] = ""
+    # Nor on a collector the developer's shell points at: tests turn tracing on themselves.
+    for _name in [name for name in os.environ if name.startswith("OTEL_")]:
+        del os.environ[_name]
 # `make run` writes .env with a generated SECRET_KEY, so manage.py works in any terminal.
 # Real environment variables win over the file; GATEWAY_ENV_FILE names another file, or
 # none when empty.
