@@ -119,7 +119,15 @@ def start_request(exchange: Exchange) -> None:
             "url.path": request.path,
         },
     )
-    exchange.trace = RequestTrace(span, set_span_in_context(span, parent))
+    context = set_span_in_context(span, parent)
+    if span.is_recording():
+        exchange.trace = RequestTrace(span, context)
+        return
+    # Sampled out (OTEL_TRACES_SAMPLER): no spans below it, which would be sampled out as
+    # well, but every provider call still carries the trace and its decision.
+    headers: dict[str, str] = {}
+    propagate.inject(headers, context=context)
+    tracing.upstream_headers.set(headers)  # this request's task, and the tasks it starts
 
 
 def answered(exchange: Exchange, answer: Mapping[str, Any]) -> None:

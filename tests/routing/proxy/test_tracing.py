@@ -378,3 +378,22 @@ async def test_an_embedding_request_is_an_embeddings_span(personas, spans):
     assert request.attributes["gen_ai.response.model"] == "stub-embed"
     assert request.attributes["gen_ai.usage.input_tokens"] > 0
     assert "narwhal" not in every_text(spans)
+
+
+async def test_a_sampled_out_request_records_nothing_but_passes_the_decision_upstream(
+    personas, fake_openai, monkeypatch
+):
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
+    exporter = InMemorySpanExporter()
+    tracing.install(SimpleSpanProcessor(exporter))
+    try:
+        await sync_to_async(upstream_route)(personas, fake_openai.openai_base_url, "ok")
+        counter = SpanCounter(monkeypatch)
+        response = await post(personas.acme.plaintext_key, chat("gpt"))
+        assert response.status_code == 200
+    finally:
+        tracing.shutdown()
+    assert exporter.get_finished_spans() == ()
+    assert counter.made == 1  # the request's own, not recording: none below it
+    _, trace_id, _, flags = fake_openai.last.headers["traceparent"].split("-")
+    assert int(trace_id, 16) and not int(flags, 16) & 1  # not sampled: upstream need not either
