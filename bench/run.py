@@ -64,6 +64,9 @@ DATABASE_URL = env("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/gw_
 REDIS_URL = env("BENCH_REDIS_URL", "redis://127.0.0.1:6379/5")
 LAYERS = env("BENCH_LAYERS", "1") != "0"  # also governance-only and audit-only configs
 PROFILE = env("BENCH_PROFILE", "0") != "0"  # an extra, unmeasured run under py-spy
+# The gateway runs with /metrics recording on (GATEWAY_METRICS_ENABLED) and tracing off
+# (no OTEL_EXPORTER_OTLP_ENDPOINT), as issue 15 measures it; BENCH_METRICS=0: metrics off.
+METRICS = env("BENCH_METRICS", "1") != "0"
 HOLD_STREAMS = int(env("BENCH_HOLD_STREAMS", "1000"))  # open at once in one worker; 0 skips
 SCALE_TENANTS = int(env("BENCH_SCALE_TENANTS", "10000"))  # 0 skips the scale column
 SCALE_KEYS = int(env("BENCH_SCALE_KEYS", "100000"))
@@ -738,7 +741,10 @@ def start_gateway(
     env.update(
         GATEWAY_GOVERNANCE_ENABLED="1" if governance else "0",
         AUDIT_ENABLED="1" if audit else "0",
+        GATEWAY_METRICS_ENABLED="1" if METRICS else "0",
     )
+    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        env.pop(name, None)
     redis_client().flushdb()
     proc = procs.start(
         f"gateway-{name}",
@@ -772,6 +778,22 @@ def start_gateway(
         time.sleep(0.2)
     time.sleep(1.0)
     return proc, port
+
+
+def scrape_metrics(port: int) -> dict:
+    """One scrape of /metrics after the load (from 127.0.0.1, which may): how long it took,
+    its size, and the requests it counted (every worker's, whichever answered)."""
+    started = time.perf_counter()
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as response:
+        text = response.read().decode()
+    took_ms = (time.perf_counter() - started) * 1000
+    counted = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("gateway_requests_total{")
+    )
+    log(f"/metrics: {took_ms:.1f} ms, {len(text):,} bytes, {counted:,.0f} requests counted")
+    return {"ms": round(took_ms, 1), "bytes": len(text), "requests_counted": int(counted)}
 
 
 def hold_streams(procs: Processes, workdir: Path, key: str) -> dict:
@@ -1155,6 +1177,7 @@ def main() -> int:
             "chunks": CHUNKS,
             "spacing_ms": SPACING_MS,
             "workers": WORKERS,
+            "metrics": METRICS,
         },
         "notes": [],
     }
@@ -1207,6 +1230,8 @@ def main() -> int:
                     full=full,
                 )
                 results[name] = measure(target, workdir, upstream.pid, procs)
+                if METRICS:
+                    results[name]["metrics_scrape"] = scrape_metrics(port)
                 order.append((name, label))
             finally:
                 procs.stop(proc)

@@ -58,10 +58,12 @@ def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
 
 def _mount() -> None:
     from gateway_project.health import router as health_router
+    from gateway_project.metrics import router as metrics_router
     from routing.api import router as proxy_router
 
     api.add_router("/v1", proxy_router)
     api.add_router("", health_router)
+    api.add_router("", metrics_router)
 
 
 _mount()

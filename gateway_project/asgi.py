@@ -1,4 +1,5 @@
-"""ASGI entry point: Channels routes HTTP to Django; a lifespan wrapper runs the audit log.
+"""ASGI entry point: Channels routes HTTP to Django (and the live traffic stream to its
+consumer); a lifespan wrapper runs the audit log.
 
 Django's own ASGI handler does not speak the lifespan protocol, so servers that send it
 (uvicorn in production) get it answered here: at startup the audit writer starts (and
@@ -20,16 +21,23 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway_project.settings")
 
 django_asgi_app = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter  # noqa: E402
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.core.exceptions import RequestAborted  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix  # noqa: E402
 from django.test.utils import override_settings  # noqa: E402
-from django.urls import set_script_prefix  # noqa: E402
+from django.urls import path, re_path, set_script_prefix  # noqa: E402
 
 from audit.writer import audit_writer  # noqa: E402
 from gateway_project.lib import after_response, logs, request_body, tracing  # noqa: E402
 from gateway_project.lib.request_body import Receive, Send  # noqa: E402
+from routing.live.consumers import LiveTrafficConsumer  # noqa: E402
+from routing.live.feed import live_feed  # noqa: E402
+
+# Loaded with the worker, not at its first request: it sets up this server's metric files
+# (routing/metrics/instruments.py), which is when a dead worker's live gauges are dropped.
+from routing.metrics import sampler as metrics_sampler  # noqa: E402
 
 
 class ProxyASGIHandler(ASGIHandler):
@@ -138,7 +146,22 @@ proxy_asgi_app = ProxyASGIHandler()
 # Spans exported over OTLP when an endpoint is configured; otherwise tracing stays off and
 # costs the request path nothing (gateway_project/lib/tracing.py).
 tracing.configure()
-_router = ProtocolTypeRouter({"http": django_asgi_app})
+# The live traffic page's event stream is a Channels consumer that stays open while its
+# watcher does, with the admin's session login (routing/live/consumers.py); the rest of
+# the admin, the management API and the landing page are Django's.
+_router = ProtocolTypeRouter(
+    {
+        "http": URLRouter(
+            [
+                path(
+                    "admin/live/stream/",
+                    AuthMiddlewareStack(LiveTrafficConsumer.as_asgi()),
+                ),
+                re_path(r"", django_asgi_app),  # type: ignore[arg-type]  # an ASGI app: Channels' URLRouter takes those
+            ]
+        )
+    }
+)
 
 
 async def application(scope: dict[str, Any], receive: Receive, send: Send) -> None:
@@ -150,6 +173,10 @@ async def application(scope: dict[str, Any], receive: Receive, send: Send) -> No
                 # Now, not at the first request: rows a previous run spooled (a shutdown
                 # while the database was away) are replayed even before any traffic.
                 audit_writer.start()
+                if settings.GATEWAY_METRICS_ENABLED:
+                    metrics_sampler.ensure_started()  # the audit queue's gauge, from now on
+                # From the start, so that a watcher sees this worker's first request too.
+                live_feed.start_checking()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await after_response.drain()  # settlements still in flight finish first
@@ -157,7 +184,11 @@ async def application(scope: dict[str, Any], receive: Receive, send: Send) -> No
                 await asyncio.to_thread(tracing.shutdown)  # exports the spans still queued
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-    if scope["type"] == "http" and scope["path"].startswith("/v1/"):
+    # /metrics too: a scraper needs no session or CSRF, and Django's full handler would run
+    # each scrape's database reads (a snapshot rebuild) on a thread, and connection, of its own.
+    if scope["type"] == "http" and (
+        scope["path"].startswith("/v1/") or scope["path"] == "/metrics"
+    ):
         await proxy_asgi_app(scope, receive, send)
         return
     await _router(scope, receive, send)

@@ -24,7 +24,7 @@ from billing import rest as billing_rest
 from gateway_project.lib.drf import ManagementAPIMixin
 from gateway_project.lib.ratelimit import AuthFailureRateLimitMixin
 from routing.cache.api import CacheStatsView
-from routing.rest import RouteViewSet
+from routing.rest import ConfigVersionViewSet, RouteViewSet
 from tenants.rest import (
     TenantKeyDetailView,
     TenantKeyRevokeView,
@@ -34,7 +34,8 @@ from tenants.rest import (
 
 
 class ManagementAPIRoot(AuthFailureRateLimitMixin, ManagementAPIMixin, APIRootView):
-    """The management API: tenants and their keys, routes, cache statistics, billing
+    """The management API: tenants and their keys, routes, configuration versions, cache
+    statistics, billing
     (usage reports, downloads, statements, report files); its OpenAPI schema at schema/.
 
     Authenticate with `Authorization: Token <token>` (`manage.py management_token_issue
@@ -82,6 +83,7 @@ class ManagementTokenScheme(OpenApiAuthenticationExtension):
 router = SimpleRouter()
 router.register("tenants", TenantViewSet, basename="tenant")
 router.register("routes", RouteViewSet, basename="route")
+router.register("config-versions", ConfigVersionViewSet, basename="config-version")
 
 app_name = "management"
 
@@ -92,6 +94,7 @@ urlpatterns = [
             api_root_dict={
                 "tenants": "tenant-list",
                 "routes": "route-list",
+                "config-versions": "config-version-list",
                 "cache-stats": "cache-stats",
                 "billing-usage": "billing-usage",
                 "billing-exports": "billing-exports",

@@ -6,6 +6,7 @@ on SQLite and in-process caches; DATABASE_URL and REDIS_URL switch to Postgres a
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from gateway_project.lib import metrics_dir
 from gateway_project.lib.env import (
     dotenv_load,
     envbool,
@@ -72,7 +74,8 @@ if _proxy_ssl_header and len(_proxy_ssl_header) != 2:
 SECURE_PROXY_SSL_HEADER = tuple(_proxy_ssl_header) if _proxy_ssl_header else None
 SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", False)
 # Load balancers probe workers over plain HTTP: a redirect would read as "down".
-SECURE_REDIRECT_EXEMPT = envlist("SECURE_REDIRECT_EXEMPT", r"^health$,^ready$")
+# (Prometheus scrapes /metrics over plain HTTP too; it is protected by its own settings.)
+SECURE_REDIRECT_EXEMPT = envlist("SECURE_REDIRECT_EXEMPT", r"^health$,^ready$,^metrics$")
 # Browsers remember HSTS for this many seconds: start small (3600) before a year.
 SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
@@ -126,6 +129,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Remembers the request, so a configuration version can name who changed it.
+    "gateway_project.lib.actor.ActorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -178,8 +183,14 @@ if REDIS_URL:
             "KEY_PREFIX": "gw",
         }
     }
+    # The live traffic page (routing/live/): every worker and replica publishes to one
+    # group, so one watcher sees them all. A member that vanished without leaving (a killed
+    # worker) drops out of the group after group_expiry: watchers re-join every few seconds.
     CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer"},
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": "gw:asgi", "group_expiry": 60},
+        },
     }
     CELERY_BROKER_URL = REDIS_URL
 else:
@@ -187,6 +198,13 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     CELERY_BROKER_URL = "memory://"
 CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", not REDIS_URL)
+# The live traffic page (/admin/live/, routing/live/). Each process re-reads whether anyone
+# watches at most this often (one Redis EXISTS, on a thread of its own, never per request).
+LIVE_TRAFFIC_CHECK_SECONDS = envfloat("LIVE_TRAFFIC_CHECK_SECONDS", 1.0)
+# Finished requests waiting to be published, per process; past it they are dropped.
+LIVE_TRAFFIC_QUEUE_MAX = envint("LIVE_TRAFFIC_QUEUE_MAX", 1000)
+# A comment line this often keeps proxies from closing an idle stream.
+LIVE_TRAFFIC_HEARTBEAT_SECONDS = envfloat("LIVE_TRAFFIC_HEARTBEAT_SECONDS", 15.0)
 CELERY_TASK_ACKS_LATE = True
 # Workers log through LOGGING (JSON lines, like the web processes), not Celery's own format.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
@@ -381,14 +399,57 @@ DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "gateway@localhost")
 GATEWAY_ADMIN_LOGIN_RATE = envstr("GATEWAY_ADMIN_LOGIN_RATE", "10/m")  # per client IP
 GATEWAY_ADMIN_LOGIN_USERNAME_RATE = envstr("GATEWAY_ADMIN_LOGIN_USERNAME_RATE", "20/m")
 GATEWAY_API_AUTH_RATE = envstr("GATEWAY_API_AUTH_RATE", "60/m")  # failed API auth per IP
-# Monitoring reads /ready's checks and /health/providers with `Authorization: Bearer
-# <this>` (or a staff session). Empty: staff sessions only. Also read from ..._FILE.
+# Monitoring reads /metrics, /ready's checks and /health/providers with `Authorization:
+# Bearer <this>` (or, for the last two, a staff session). Also read from ..._FILE.
 GATEWAY_METRICS_TOKEN = envsecret("GATEWAY_METRICS_TOKEN")
 # Behind a reverse proxy, name the header carrying the client IP (else all share its IP).
 RATELIMIT_IP_META_KEY = envstr("RATELIMIT_IP_META_KEY", "") or None
+
+
+def _cidrs(name: str, default: str = "") -> list[str]:
+    """A comma-separated list of networks (`10.0.0.0/8`, `::1`), checked at start."""
+    values = envlist(name, default)
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"{name}: {exc}") from None
+    return values
+
+
+# --- Metrics (GET /metrics, Prometheus: routing/metrics/) --------------------------------------
+# Off: nothing is recorded and /metrics answers 404.
+GATEWAY_METRICS_ENABLED = envbool("GATEWAY_METRICS_ENABLED", True)
+# Who may scrape without the token: client addresses (CIDRs). The default is this machine
+# only, so `curl http://127.0.0.1:8000/metrics` works after `make run`; empty: token only.
+GATEWAY_METRICS_ALLOWED_IPS = _cidrs("GATEWAY_METRICS_ALLOWED_IPS", "127.0.0.0/8,::1/128")
+# Reverse proxies (CIDRs) whose X-Forwarded-For is believed for that check; by default none
+# is, since any client can send the header. (uvicorn itself rewrites the client address
+# from X-Forwarded-For only for FORWARDED_ALLOW_IPS: 127.0.0.1 and ::1 unless set.)
+GATEWAY_METRICS_TRUSTED_PROXIES = _cidrs("GATEWAY_METRICS_TRUSTED_PROXIES")
+# A `key` label (the key's public prefix) on the request, token, cost and refusal counters:
+# one series per key, so only where keys are few.
+GATEWAY_METRICS_KEY_LABEL = envbool("GATEWAY_METRICS_KEY_LABEL", False)
+# Remaining budget is read from Redis at each scrape, for at most this many budgets.
+GATEWAY_METRICS_MAX_BUDGETS = envint("GATEWAY_METRICS_MAX_BUDGETS", 1000)
+# Every worker writes its counters under here, one directory per running server
+# (gateway_project/lib/metrics_dir.py). Set before prometheus_client is first imported.
+GATEWAY_METRICS_DIR = Path(envstr("GATEWAY_METRICS_DIR", str(STATE_DIR / "metrics")))
+PROMETHEUS_MULTIPROC_DIR = metrics_dir.claim(GATEWAY_METRICS_DIR)
 
 # --- Circuit breakers ------------------------------------------------------------------------
 GATEWAY_CIRCUIT_CACHE_SECONDS = envfloat("GATEWAY_CIRCUIT_CACHE_SECONDS", 0.5)
 GATEWAY_CIRCUIT_WINDOW_SECONDS = envfloat("GATEWAY_CIRCUIT_WINDOW_SECONDS", 60.0)
 GATEWAY_CIRCUIT_MIN_ATTEMPTS = envint("GATEWAY_CIRCUIT_MIN_ATTEMPTS", 20)
 GATEWAY_CIRCUIT_FAILURE_RATE = envfloat("GATEWAY_CIRCUIT_FAILURE_RATE", 0.5)
+
+# SQLite has no covering indexes: it builds audit_time (audit/models.py) on created_at alone,
+# which is all the small embedded setup needs; Django warns about it on every command.
+SILENCED_SYSTEM_CHECKS = ["models.W040"]
+
+# --- The admin dashboard (gateway_project/dashboard/) ----------------------------------------
+# Its figures are kept this long in the cache and shared by every staff member who may see
+# them (0: computed on every load; the tests' default, whose figures change test by test).
+# Budgets used at least this percentage of their limit are listed.
+DASHBOARD_CACHE_SECONDS = envint("DASHBOARD_CACHE_SECONDS", 0 if TESTING else 30)
+DASHBOARD_BUDGET_WARN_PERCENT = envint("DASHBOARD_BUDGET_WARN_PERCENT", 80)

@@ -7,8 +7,10 @@ from django.urls import include, path, re_path, reverse_lazy
 
 from gateway_project import views
 from gateway_project.api import api
+from gateway_project.dashboard.views import admin_index
 from gateway_project.lib.ratelimit import ratelimited_admin_login
 from routing.cache.admin import clear_cache_view
+from routing.live.views import live_traffic_page
 
 admin.site.site_header = "LLM Gateway"
 admin.site.site_title = "LLM Gateway admin"
@@ -29,6 +31,10 @@ urlpatterns = [
     # Ahead of the admin's own "login/" so it takes that path: POSTs over the rates get 429.
     path("admin/login/", ratelimited_admin_login(admin.site)),
     path("admin/cache/", admin.site.admin_view(clear_cache_view), name="cache-clear"),
+    # Its event stream, /admin/live/stream/, is a Channels consumer (gateway_project/asgi.py).
+    path("admin/live/", admin.site.admin_view(live_traffic_page), name="live-traffic"),
+    # The admin's own index path, taken first: the dashboard, then the list of apps.
+    path("admin/", admin.site.admin_view(admin_index), name="admin-dashboard"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("gateway_project.rest_urls")),
     # Unknown API paths answer in the envelope even with DEBUG on (no technical 404 page).

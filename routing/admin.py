@@ -10,27 +10,43 @@ through the validator the services use, so it shows next to its field.
 
 The change list offers the `clear_route_cache` action and links to the response cache's
 page (statistics, and clearing it for one tenant or all): both live in routing/cache/admin.py.
+
+The route's page shows each target's circuit state beside it (closed, open, half-open),
+read from Redis in one call for all of the route's targets; "unknown" when Redis cannot
+be reached.
+
+Configuration versions have their pages in routing/versions/admin.py, registered from here.
 """
 
 from __future__ import annotations
 
 import functools
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.contrib import admin
 from django.contrib.admin.options import InlineModelAdmin
 from django.core.validators import MinValueValidator
 from django.db.models import QuerySet
-from django.forms import BaseModelFormSet
+from django.forms import BaseInlineFormSet, BaseModelFormSet
 from django.http import HttpRequest, HttpResponse
 from django.template import engines
 from django.template.backends.base import BaseEngine
 from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 from django.utils.text import Truncator
 
 from gateway_project.lib.admin_writes import adopt, save_inline, stored, values_of
+from providers.circuit import (
+    CLOSED,
+    HALF_OPEN,
+    BreakerUnavailable,
+    CircuitState,
+    circuit_states,
+    target_key,
+)
 from routing.cache.admin import PERMISSION as CACHE_PERMISSION
 from routing.cache.admin import clear_route_cache
 from routing.models import Route, RouteTarget
@@ -44,6 +60,7 @@ from routing.services import (
     route_target_update,
     route_update,
 )
+from routing.versions import admin as _versions_admin  # noqa: F401  (registers its pages)
 
 _SUMMARY_CHARS = 80
 
@@ -89,9 +106,64 @@ class RouteForm(forms.ModelForm):
 _TARGET_FIELDS = ("position", "provider_model", "weight", "enabled")
 
 
+def _route_circuits(route: Route) -> dict[str, CircuitState] | None:
+    """The circuit states of every target of `route`, read once per page and kept on the
+    route object, which every row of the inline shares; None when Redis is away."""
+    if "_circuit_states" in route.__dict__:
+        return cast("dict[str, CircuitState] | None", route.__dict__["_circuit_states"])
+    keys = [
+        target_key(provider, model)
+        for provider, model in RouteTarget.objects.filter(route=route).values_list(
+            "provider_model__provider__name", "provider_model__name"
+        )
+    ]
+    try:
+        states = {state.key: state for state in circuit_states(keys=keys)} if keys else {}
+    except BreakerUnavailable:
+        states = None
+    route._circuit_states = states  # type: ignore[attr-defined]  # a per-request cache on the row
+    return states
+
+
+def _circuit_cell(target: RouteTarget, state: CircuitState | None) -> SafeString:
+    if state is None:
+        name, text = "unknown", "unknown (Redis unreachable)"
+    elif state.state == CLOSED:
+        failures = state.consecutive_failures
+        name = "closed"
+        text = (
+            f"closed ({failures} recent failure{'s' if failures != 1 else ''})"
+            if failures
+            else "closed"
+        )
+    elif state.state == HALF_OPEN:
+        name, text = "half-open", "half-open (probing)" if state.probe_in_flight else "half-open"
+    else:
+        when = f"{state.next_probe_at:%H:%M:%S} UTC" if state.next_probe_at else "?"
+        name, text = "open", f"open until {when}"
+    return format_html(
+        '<span id="circuit-state-{}" class="circuit-state circuit-{}" data-state="{}">{}</span>',
+        target.pk,
+        name,
+        name,
+        text,
+    )
+
+
+class RouteTargetFormSet(BaseInlineFormSet):
+    def add_fields(self, form: Any, index: int | None) -> None:
+        super().add_fields(form, index)
+        if form.instance.pk is not None:
+            # Every saved row's route is this one: shared, so the circuit states read for
+            # one row serve them all, and no row loads its route again.
+            form.instance.route = self.instance
+
+
 class RouteTargetInline(admin.TabularInline):
     model = RouteTarget
-    fields = _TARGET_FIELDS
+    formset = RouteTargetFormSet
+    fields = (*_TARGET_FIELDS, "circuit")
+    readonly_fields = ("circuit",)
     autocomplete_fields = ("provider_model",)
     ordering = ("position", "id")
 
@@ -101,6 +173,14 @@ class RouteTargetInline(admin.TabularInline):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[RouteTarget]:
         return super().get_queryset(request).select_related("provider_model__provider")
+
+    @admin.display(description="circuit")
+    def circuit(self, obj: RouteTarget) -> str:
+        if obj.pk is None:  # a blank row for a new target
+            return "—"
+        states = _route_circuits(obj.route)
+        key = target_key(obj.provider_model.provider.name, obj.provider_model.name)
+        return _circuit_cell(obj, None if states is None else states.get(key))
 
 
 class OwnerFilter(admin.SimpleListFilter):

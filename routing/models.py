@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import models
+from django.utils import timezone
+
+from audit.models import AuditEvent
 
 
 class Route(models.Model):
@@ -84,3 +88,63 @@ class RouteTarget(models.Model):
 
     def __str__(self) -> str:
         return f"{self.route.name}#{self.position} -> {self.provider_model}"
+
+
+class LiveTraffic(AuditEvent):
+    """Not a table of its own: the live traffic page's permission (Django permissions hang
+    on a model). A proxy of the audit log, since what the page shows is audit rows in
+    motion, but it grants none of the audit log's: the stream never carries their text."""
+
+    class Meta:
+        proxy = True
+        default_permissions = ()
+        permissions = [("view_live_traffic", "Can watch live traffic")]
+        verbose_name = "live traffic"
+        verbose_name_plural = "live traffic"
+
+
+class ConfigVersion(models.Model):
+    """The whole routing-relevant configuration as it stood after one committed change.
+
+    Recorded by routing/versions/ once per transaction that changed a configuration row;
+    `content` is the data `export_gateway_config` writes as YAML (no secret, no key hash),
+    and what a rollback imports again.
+    """
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The staff user who made the change, if a person did.",
+    )
+    actor = models.CharField(
+        max_length=200, help_text="Who, as recorded then: a user and how, a command, a task."
+    )
+    summary = models.CharField(max_length=500)
+    changes = models.JSONField(default=list, help_text="One line per row saved or deleted.")
+    # The exported data as JSON text, in the document's order; its YAML document is
+    # rendered from it when shown (routing.versions.selectors.config_version_document).
+    # Kept as data rather than YAML: recording skips the YAML writer, the slower half of
+    # an export, comparing and rolling back read it in a millisecond where YAML takes a
+    # second, and two versions always render alike, whatever the writer's style then.
+    content = models.TextField(help_text="The configuration's data as JSON.")
+    digest = models.CharField(max_length=64, help_text="SHA-256 of the content.")
+    routing_version = models.CharField(
+        max_length=16,
+        db_index=True,
+        help_text="The hash audit rows carry as config_version (routing/snapshot.py).",
+    )
+    rollback_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = "configuration version"
+        permissions = [("rollback_configversion", "Can roll the configuration back to a version")]
+
+    def __str__(self) -> str:
+        return f"version {self.pk}"

@@ -1,10 +1,12 @@
-"""Serializers for the (read-only) route endpoints of the management API."""
+"""Serializers for the (read-only) route and configuration version endpoints of the
+management API."""
 
 from __future__ import annotations
 
 from rest_framework import serializers
 
-from routing.models import Route, RouteTarget
+from routing.models import ConfigVersion, Route, RouteTarget
+from routing.versions.selectors import config_version_document
 from tenants.models import Tenant
 
 
@@ -37,3 +39,25 @@ class RouteSerializer(serializers.ModelSerializer):
             "updated_at",
         )
         read_only_fields = fields
+
+
+class ConfigVersionSerializer(serializers.ModelSerializer):
+    """A version in a list: who, when, what; its document only on its own page."""
+
+    class Meta:
+        model = ConfigVersion
+        fields: tuple[str, ...] = (
+            "id", "created_at", "actor", "summary", "routing_version", "rollback_of",
+        )  # fmt: skip
+        read_only_fields = fields
+
+
+class ConfigVersionDetailSerializer(ConfigVersionSerializer):
+    document = serializers.SerializerMethodField(help_text="The configuration as YAML.")
+
+    class Meta(ConfigVersionSerializer.Meta):
+        fields = (*ConfigVersionSerializer.Meta.fields, "changes", "document")
+        read_only_fields = fields
+
+    def get_document(self, version: ConfigVersion) -> str:
+        return config_version_document(version=version)

@@ -36,6 +36,7 @@ from providers.base import Target
 from tenants.snapshot import KeyEntry, TenantSnapshot, load_tenant_snapshot
 
 if TYPE_CHECKING:
+    from audit.models import RedactionRule
     from providers.models import Provider, ProviderModel
     from routing.models import Route, RouteTarget
 
@@ -215,22 +216,38 @@ def _read_generation() -> str:
         return "unknown"
 
 
-def build_snapshot() -> Snapshot:
-    """Read the whole configuration (a handful of queries, whatever its size)."""
+def _enabled_rules() -> list[RedactionRule]:
     from audit.models import RedactionRule
 
-    built_at = generation.monotonic()  # before any read: the age counts from the oldest
-    gen = _read_generation()
-    tenancy = load_tenant_snapshot(key_capacity=settings.GATEWAY_KEY_CACHE_SIZE)
-    routes = _load_routes()
-    rules = list(RedactionRule.objects.filter(enabled=True).order_by("position", "id"))
+    return list(RedactionRule.objects.filter(enabled=True).order_by("position", "id"))
+
+
+def _version_of(routes: _Routes, rules: list[RedactionRule]) -> str:
+    """The configuration version: what of the routes and rules changes how a request is
+    routed or redacted, hashed. The snapshot and `routing_version` both call this."""
     version_source = [
         *routes.version_source,
         [[r.name, r.detector, r.pattern, r.replacement, r.scope] for r in rules],
     ]
+    return hashlib.sha256(orjson.dumps(version_source)).hexdigest()[:16]
+
+
+def routing_version() -> str:
+    """The `version` a snapshot built from the database now would carry (what audit rows
+    are stamped with as `config_version`); configuration versions record it."""
+    return _version_of(_load_routes(), _enabled_rules())
+
+
+def build_snapshot() -> Snapshot:
+    """Read the whole configuration (a handful of queries, whatever its size)."""
+    built_at = generation.monotonic()  # before any read: the age counts from the oldest
+    gen = _read_generation()
+    tenancy = load_tenant_snapshot(key_capacity=settings.GATEWAY_KEY_CACHE_SIZE)
+    routes = _load_routes()
+    rules = _enabled_rules()
     return Snapshot(
         generation=gen,
-        version=hashlib.sha256(orjson.dumps(version_source)).hexdigest()[:16],
+        version=_version_of(routes, rules),
         tenancy=tenancy,
         global_routes=routes.global_routes,
         tenant_routes=routes.tenant_routes,
@@ -258,6 +275,12 @@ class SnapshotHolder:
 
     def invalidate(self) -> None:
         self._snapshot = None
+
+    @property
+    def current(self) -> Snapshot | None:
+        """The snapshot held now, as it is: no check, no I/O (for readers of names only,
+        such as the metrics)."""
+        return self._snapshot
 
     def _fresh_enough(self, snap: Snapshot | None) -> TypeGuard[Snapshot]:
         return (

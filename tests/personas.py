@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.db import transaction
+
 from providers.models import Provider, ProviderModel
 from routing.models import Route
 from tenants.models import ApiKey, Tenant
@@ -49,6 +51,13 @@ def make_persona(slug: str, model: ProviderModel) -> Persona:
 
 
 def make_personas(*, input_per_million: str = "1.50", output_per_million: str = "6") -> Personas:
+    # One transaction, as an import or an admin save would be: one configuration version
+    # for the lot rather than one per row (each is an export of the whole configuration).
+    with transaction.atomic():
+        return _make_personas(input_per_million, output_per_million)
+
+
+def _make_personas(input_per_million: str, output_per_million: str) -> Personas:
     provider = factories.make_provider("local", kind="stub")
     model = factories.make_model(
         provider,

@@ -20,7 +20,7 @@ from django.forms import BaseForm
 from django.urls import reverse
 from django.utils import timezone
 
-import audit.admin
+import audit.admin.redaction_rules
 import billing.admin
 import billing.terms_admin
 import providers.admin
@@ -196,7 +196,11 @@ DELETES = {
     ),
     "billing_budget": (billing.admin, "budget_delete", WRITABLE["billing_budget"]),
     "billing_ratelimit": (billing.admin, "rate_limit_delete", WRITABLE["billing_ratelimit"]),
-    "audit_redactionrule": (audit.admin, "redaction_rule_delete", WRITABLE["audit_redactionrule"]),
+    "audit_redactionrule": (
+        audit.admin.redaction_rules,
+        "redaction_rule_delete",
+        WRITABLE["audit_redactionrule"],
+    ),
     "billing_tenantterms": (
         billing.terms_admin,
         "tenant_terms_delete",

@@ -21,7 +21,8 @@ class Access(Enum):
     OPERATOR = "operator"
 
 
-def _bearer(request: HttpRequest) -> str | None:
+def bearer_token(request: HttpRequest) -> str | None:
+    """The token of `Authorization: Bearer <token>`, None when there is none."""
     scheme, _, value = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
         return None
@@ -29,7 +30,7 @@ def _bearer(request: HttpRequest) -> str | None:
 
 
 async def operator_access(request: HttpRequest) -> Access:
-    presented = _bearer(request)
+    presented = bearer_token(request)
     if presented is not None:
         expected = settings.GATEWAY_METRICS_TOKEN
         # compare_digest takes the same time wherever the strings differ, so the answer's

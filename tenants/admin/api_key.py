@@ -11,6 +11,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.admin.options import IS_POPUP_VAR
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
@@ -19,7 +20,6 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.cache import add_never_cache_headers
-from django.utils.html import format_html
 
 from gateway_project.lib.admin_writes import adopt, stored, values_of
 from tenants.admin.forms import POLICY_FIELDSET, PolicyFormMixin, RouteNamesField, policy_of
@@ -187,17 +187,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
         if issued is None:
             return super().response_add(request, obj, post_url_continue)
         # Rendered, not redirected: a redirect would carry the key in a message cookie or
-        # the session until the next page load. Messages added and displayed within this
-        # one response are never stored.
-        messages.success(
-            request,
-            format_html(
-                'Issued key “{}” for tenant {}: <code class="issued-key">{}</code>',
-                obj.name,
-                obj.tenant,
-                issued.plaintext,
-            ),
-        )
+        # the session until the next page load. The key is in this response's context only.
+        messages.success(request, f"Issued key “{obj.name}” for tenant {obj.tenant}.")
         messages.warning(
             request, "Copy the key now. It is not stored anywhere and will not be shown again."
         )
@@ -206,6 +197,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             "opts": self.opts,
             "title": "API key issued",
             "api_key": obj,
+            "plaintext": issued.plaintext,
             "is_popup": IS_POPUP_VAR in request.POST,
             "change_url": reverse("admin:tenants_apikey_change", args=[obj.pk]),
             "tenant_url": reverse("admin:tenants_tenant_change", args=[obj.tenant_id]),
@@ -223,13 +215,26 @@ class ApiKeyAdmin(admin.ModelAdmin):
             api_key_delete(api_key=api_key)
 
     @admin.action(description="Revoke selected keys", permissions=["change"])
-    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
-        revoked = 0
-        for api_key in queryset.filter(revoked_at__isnull=True):
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> HttpResponse | None:
+        """Asks first (like Django's delete action), then revokes through the service."""
+        active = list(queryset.filter(revoked_at__isnull=True).select_related("tenant"))
+        if request.POST.get("post") != "yes":
+            context = {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": "Revoke API keys",
+                "keys": active,
+                "already_revoked": queryset.count() - len(active),
+                "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+            }
+            return TemplateResponse(
+                request, "admin/tenants/apikey/revoke_selected_confirmation.html", context
+            )
+        for api_key in active:
             api_key_revoke(api_key=api_key)
             self.log_change(request, api_key, "Revoked.")
-            revoked += 1
-        self.message_user(request, f"Revoked {revoked} key(s).", messages.SUCCESS)
+        self.message_user(request, f"Revoked {len(active)} key(s).", messages.SUCCESS)
+        return None
 
     def revoke_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         api_key = get_object_or_404(ApiKey.objects.select_related("tenant"), pk=object_id)

@@ -114,6 +114,8 @@ GROUP_MIGRATIONS = (
     ("tenants.migrations.0003_ops_and_finance_groups", "create_groups"),
     ("billing.migrations.0005_commercial_terms_permissions", "grant"),
     ("billing.migrations.0008_finance_pages_and_permissions", "grant"),
+    ("routing.migrations.0005_config_version_permissions", "grant"),
+    ("routing.migrations.0006_live_traffic_permission", "grant"),
 )
 
 

@@ -16,8 +16,6 @@ the background file is built by the time the POST has answered.
 from __future__ import annotations
 
 import csv
-import shutil
-import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -41,75 +39,24 @@ from tests.billing.finance_data import (
 )
 from tests.billing.pdf_files import pdf_text
 from tests.billing.xlsx_files import xlsx_rows
+from tests.browser import SCREENSHOTS, chromium
+from tests.browser import screenshot as save_screenshot
 
-ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-SCREENSHOTS = ROOT / "var" / "screenshots"
 PASSWORD = "finance-browser-test"
 
 # The live server sees committed rows only.
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def chromium_available() -> bool:
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        # The same step `make test` runs: Debian's packages, as root with apt-get only.
-        subprocess.run(["bash", str(ROOT / ".ci" / "install-chromium")], check=False, timeout=600)
-    return CHROMIUM.exists() and CHROMEDRIVER.exists()
-
-
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[object, Path]]:
-    if not chromium_available():
-        pytest.skip(
-            "no /usr/bin/chromium nor /usr/bin/chromedriver, and they could not be installed "
-            "(apt-get install chromium chromium-driver needs root and Debian's packages)"
-        )
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
     downloads = tmp_path_factory.mktemp("downloads")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1400,1200",
-        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
-    ):
-        options.add_argument(flag)
-    options.add_experimental_option(
-        "prefs",
-        {
-            "download.default_directory": str(downloads),
-            "download.prompt_for_download": False,
-            "plugins.always_open_pdf_externally": True,
-        },
-    )
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SE_OFFLINE", "true")  # belt and braces: Selenium Manager never fetches
-        driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    driver.execute_cdp_cmd(
-        "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
-    )
-    driver.set_page_load_timeout(30)
-    try:
+    with chromium(tmp_path_factory.mktemp("chromium-profile"), downloads) as driver:
         yield driver, downloads
-    finally:
-        driver.quit()
 
 
 def screenshot(driver, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(1400, max(900, min(int(height) + 120, 4000)))
-    driver.save_screenshot(str(SCREENSHOTS / f"finance-{name}.png"))
+    save_screenshot(driver, f"finance-{name}")
 
 
 def downloaded(directory: Path, name: str, timeout: float = 30) -> Path:
@@ -172,7 +119,8 @@ def test_finance_reports_downloads_and_statements_in_a_browser(browser, live_ser
     wait = WebDriverWait(driver, 20).until  # a click returns before the next page is there
     for stale in downloads.iterdir():
         stale.unlink()
-    shutil.rmtree(SCREENSHOTS, ignore_errors=True)
+    for stale in SCREENSHOTS.glob("finance-*.png"):
+        stale.unlink()
 
     driver.get(f"{live_server.url}{reverse('admin:login')}?next=/admin/")
     driver.find_element(By.NAME, "username").send_keys("fiona")
@@ -268,7 +216,7 @@ def test_finance_reports_downloads_and_statements_in_a_browser(browser, live_ser
     assert content_type == "application/pdf"
     assert body.startswith(b"%PDF-")
     assert f"Statement {number}" in pdf_text(body)
-    assert sorted(p.name for p in SCREENSHOTS.iterdir()) == [
+    assert sorted(p.name for p in SCREENSHOTS.glob("finance-*.png")) == [
         "finance-1-admin-index.png",
         "finance-2-usage-report.png",
         "finance-3-report-file.png",

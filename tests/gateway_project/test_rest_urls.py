@@ -50,6 +50,7 @@ def test_the_api_root_lists_the_endpoints_for_a_staff_user(db):
     assert response.json() == {
         "tenants": "http://testserver/api/v1/tenants/",
         "routes": "http://testserver/api/v1/routes/",
+        "config-versions": "http://testserver/api/v1/config-versions/",
         "cache-stats": "http://testserver/api/v1/cache/stats",
         "billing-usage": "http://testserver/api/v1/billing/usage/",
         "billing-exports": "http://testserver/api/v1/billing/exports/",

@@ -50,10 +50,12 @@ def test_issuing_a_key_shows_the_plaintext_once_and_stores_only_prefix_and_hash(
     assert response.status_code == 200
     assert response.headers["Cache-Control"].startswith("max-age=0")
     assert "no-store" in response.headers["Cache-Control"]
-    shown = [KEY_RE.search(text) for text in shown_messages(response)]
-    plaintext = next(match.group(0) for match in shown if match)
+    content = response.content.decode()
+    plaintext = re.search(r'<code id="issued-key" class="issued-key">([^<]+)</code>', content)[1]
+    assert KEY_RE.fullmatch(plaintext)
     assert any("will not be shown again" in text for text in shown_messages(response))
-    assert response.content.decode().count(plaintext) == 1
+    assert not any(plaintext in text for text in shown_messages(response))
+    assert content.count(plaintext) == 1  # the copy button reads it from the page
 
     api_key = ApiKey.objects.get()
     assert api_key.name == "ci runner"
@@ -169,16 +171,24 @@ def test_editing_a_key_keeps_its_hash_and_tenant(admin_client, acme):
     assert matches(issued.plaintext, api_key.key_hash)
 
 
-def test_the_revoke_action_revokes_selected_keys(admin_client, acme):
+def test_the_revoke_action_asks_then_revokes_the_selected_keys(admin_client, acme):
     first = factories.make_key(acme).api_key
     second = factories.make_key(acme).api_key
     kept = factories.make_key(acme).api_key
+    url = reverse("admin:tenants_apikey_changelist")
+    selected = {"action": "revoke", "_selected_action": [first.pk, second.pk]}
 
-    admin_client.post(
-        reverse("admin:tenants_apikey_changelist"),
-        {"action": "revoke", "_selected_action": [first.pk, second.pk]},
-    )
+    asked = admin_client.post(url, selected)
 
+    assert asked.status_code == 200
+    assert not ApiKey.objects.filter(revoked_at__isnull=False).exists()
+    content = asked.content.decode()
+    assert 'id="revoke-selected-confirm"' in content
+    assert first.prefix in content and second.prefix in content and kept.prefix not in content
+
+    done = admin_client.post(url, {**selected, "post": "yes"})
+
+    assert done.status_code == 302
     assert set(ApiKey.objects.filter(revoked_at__isnull=False)) == {first, second}
     kept.refresh_from_db()
     assert kept.revoked_at is None
@@ -186,11 +196,41 @@ def test_the_revoke_action_revokes_selected_keys(admin_client, acme):
     assert set(response.context["cl"].result_list) == {first, second}
 
 
+def test_the_revoke_action_goes_through_the_service(admin_client, acme, monkeypatch):
+    import tenants.admin.api_key as module
+
+    calls = []
+    real = module.api_key_revoke
+    monkeypatch.setattr(module, "api_key_revoke", lambda **kw: calls.append(kw) or real(**kw))
+    api_key = factories.make_key(acme).api_key
+
+    admin_client.post(
+        reverse("admin:tenants_apikey_changelist"),
+        {"action": "revoke", "_selected_action": [api_key.pk], "post": "yes"},
+    )
+
+    assert [call["api_key"].pk for call in calls] == [api_key.pk]
+
+
+def test_the_issued_key_page_has_a_copy_button_and_no_outside_script(admin_client, acme):
+    content = issue_through_admin(admin_client, acme).content.decode()
+
+    assert '<button type="button" class="button" id="copy-key">Copy</button>' in content
+    assert 'id="copy-key-status"' in content
+    assert "navigator.clipboard.writeText" in content  # and execCommand("copy") without it
+    assert 'document.execCommand("copy")' in content
+    assert not re.search(r'<script[^>]+src="(https?:)?//', content)  # nothing from a CDN
+
+
 def test_the_revoke_button_asks_then_revokes(admin_client, acme):
     api_key = factories.make_key(acme).api_key
     url = reverse("admin:tenants_apikey_revoke", args=[api_key.pk])
 
-    assert admin_client.get(url).status_code == 200
+    change = admin_client.get(reverse("admin:tenants_apikey_change", args=[api_key.pk]))
+    assert f'<a id="revoke-key" href="{url}">' in change.content.decode()
+    asked = admin_client.get(url)
+    assert asked.status_code == 200
+    assert 'id="revoke-key-confirm"' in asked.content.decode()
     api_key.refresh_from_db()
     assert api_key.revoked_at is None
 

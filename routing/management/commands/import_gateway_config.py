@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
+from gateway_project.lib.actor import ActorCommand
 from routing.config_io import ConfigError, config_import, config_load_file
 
 
-class Command(BaseCommand):
+class Command(ActorCommand):  # its configuration changes are recorded as its own
     help = (
         "Apply a declarative gateway configuration (YAML). Idempotent: applying the same "
         "file twice changes nothing. Rows the file does not mention are kept unless "

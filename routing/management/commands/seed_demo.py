@@ -16,9 +16,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 from django.db import transaction
 
+from gateway_project.lib.actor import ActorCommand
 from providers.models import Provider, ProviderModel
 from providers.selectors import provider_find, provider_model_find
 from providers.services import provider_model_upsert, provider_upsert
@@ -37,7 +38,7 @@ EMBEDDING_ROUTE_NAME = "demo-embed"
 KEY_NAME = "demo key (make run)"
 
 
-class Command(BaseCommand):
+class Command(ActorCommand):  # its configuration changes are recorded as its own
     help = "Create the demo tenant, stub provider and routes if missing, and issue a demo key."
 
     def add_arguments(self, parser: CommandParser) -> None:

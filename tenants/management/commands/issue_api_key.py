@@ -9,16 +9,17 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.utils import timezone
 
+from gateway_project.lib.actor import ActorCommand
 from tenants.models import Tenant
 from tenants.route_names import route_names_visible_to
 from tenants.selectors import tenant_get
 from tenants.services import api_key_issue
 
 
-class Command(BaseCommand):
+class Command(ActorCommand):  # its configuration changes are recorded as its own
     help = (
         "Issue an API key for a tenant and print it. The key is shown this once: only "
         "its hash is stored."

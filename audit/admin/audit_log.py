@@ -1,32 +1,36 @@
-"""Admin for redaction rules and the (read-only, very large) audit log."""
+"""The audit log's admin: strictly read-only, and fast on a table of millions of rows.
+
+- No full count: the paginator (gateway_project/lib/paginator.py) takes the planner's
+  estimate or stops counting at a cap, and `show_full_result_count` is off.
+- Search is an exact request id or key prefix (no icontains, which cannot use an index).
+- Tenant, route, status and time are typed in the form above the list and each narrows
+  through an index (audit/admin/filters.py); no filter lists its choices with a DISTINCT
+  over the table, and there is no date hierarchy (it does exactly that).
+- Only the time column sorts: sorting millions of rows by cost or model reads them all.
+"""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC
 from typing import Any
+from urllib.parse import urlencode
 
-from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
-from django.db.models import Model, Q, QuerySet
+from django.contrib.admin.views.main import ChangeList
+from django.core.exceptions import PermissionDenied
+from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from audit.models import AuditEvent, RedactionRule
-from audit.redaction import compile_rules
-from audit.selectors import audit_backlog, audit_dead_letter_list
-from audit.services import (
-    audit_dead_letters_replay,
-    redaction_rule_create,
-    redaction_rule_delete,
-    redaction_rule_update,
-)
-from gateway_project.lib.admin_writes import adopt, stored, values_of
+from audit.admin.filters import SEARCH_FILTERS
+from audit.models import AuditEvent
+from audit.selectors import audit_backlog, audit_dead_letter_list, audit_search
+from audit.services import audit_dead_letters_replay
 from gateway_project.lib.paginator import EstimatedCountPaginator
 
 _DEAD_LETTERS_SHOWN = 200
@@ -34,106 +38,6 @@ _PRE_STYLE = (
     "white-space: pre-wrap; word-break: break-word; max-height: 40em; overflow: auto; "
     "margin: 0; padding: 6px 8px; background: var(--darkened-bg); border-radius: 4px;"
 )
-
-
-# --- Redaction rules ---------------------------------------------------------------------------
-
-
-class RuleTestForm(forms.Form):
-    sample = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 6, "cols": 80}),
-        help_text="Nothing typed here is stored.",
-    )
-
-
-class RuleListForm(forms.ModelForm):
-    """One row of the editable rule list, which shows only `enabled` and `position`.
-
-    RedactionRule.clean() still checks the whole rule, and Django raises ValueError (a 500)
-    when a model error names a field the form lacks, e.g. a stored pattern that today's
-    safety check refuses. Such errors are shown above the row instead.
-    """
-
-    def add_error(self, field: str | None, error: Any) -> None:
-        if field is None and isinstance(error, ValidationError) and hasattr(error, "error_dict"):
-            kept: dict[str, list[ValidationError]] = {}
-            for name, errors in error.error_dict.items():
-                if name == NON_FIELD_ERRORS or name in self.fields:
-                    kept.setdefault(name, []).extend(errors)
-                else:
-                    kept.setdefault(NON_FIELD_ERRORS, []).extend(
-                        ValidationError(f"{name}: {message}")
-                        for message in ValidationError(errors).messages
-                    )
-            error = ValidationError(kept)
-        super().add_error(field, error)
-
-
-@admin.register(RedactionRule)
-class RedactionRuleAdmin(admin.ModelAdmin):
-    """Saved, from the change form and from the editable list alike, and deleted through
-    audit.services (`redaction_rule_create`/`_update`/`_delete`, by id: the form may rename
-    a rule, which redaction_rule_upsert's name key would not follow). The form has already
-    run RedactionRule.clean(), which the service runs again; post_save invalidates the
-    proxy's snapshot."""
-
-    list_display = ("name", "detector", "scope", "replacement", "enabled", "position")
-    list_display_links = ("name",)
-    list_editable = ("enabled", "position")
-    list_filter = ("detector", "scope", "enabled")
-    search_fields = ("name", "pattern")
-    ordering = ("position", "id")
-
-    def get_changelist_form(self, request: HttpRequest, **kwargs: Any) -> type[forms.ModelForm]:
-        return super().get_changelist_form(request, form=RuleListForm, **kwargs)
-
-    def save_model(
-        self, request: HttpRequest, obj: RedactionRule, form: forms.Form, change: bool
-    ) -> None:
-        values = values_of(obj, form.fields)
-        if change:
-            adopt(obj, redaction_rule_update(rule=stored(obj), **values).instance)
-        else:
-            adopt(obj, redaction_rule_create(**values))
-
-    def delete_model(self, request: HttpRequest, obj: RedactionRule) -> None:
-        redaction_rule_delete(rule=obj)
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[RedactionRule]) -> None:
-        for rule in queryset:
-            redaction_rule_delete(rule=rule)
-
-    def get_urls(self) -> list[URLPattern]:
-        test = path(
-            "<path:object_id>/test/",
-            self.admin_site.admin_view(self.test_view),
-            name="audit_redactionrule_test",
-        )
-        return [test, *super().get_urls()]
-
-    def test_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        rule = get_object_or_404(RedactionRule, pk=object_id)
-        if not self.has_view_or_change_permission(request, rule):
-            raise PermissionDenied
-        form = RuleTestForm(request.POST or None)
-        result = None
-        if request.method == "POST" and form.is_valid():
-            # The same compiler the gateway uses, on this one rule (enabled or not), so what
-            # the operator sees is what the audit copy would get.
-            result = compile_rules([rule]).redact_for_audit(form.cleaned_data["sample"])
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "title": f"Test rule “{rule.name}”",
-            "rule": rule,
-            "form": form,
-            "result": result,
-            "change_url": reverse("admin:audit_redactionrule_change", args=[rule.pk]),
-        }
-        return TemplateResponse(request, "admin/audit/redactionrule/test.html", context)
-
-
-# --- Audit log ---------------------------------------------------------------------------------
 
 
 def _pretty_json(value: Any) -> SafeString:
@@ -145,6 +49,22 @@ def _message_text(content: Any) -> str:
     if isinstance(content, str):
         return content
     return json.dumps(content, indent=2, ensure_ascii=False, default=str)
+
+
+class TimeOrderedChangeList(ChangeList):
+    """Sorted by time only, whatever the URL asks (`?o=`): sorting millions of rows by cost
+    or model reads them all; by time, the index hands them over in order."""
+
+    def get_ordering_field(self, field_name: Any) -> Any:
+        if self.sortable_by is not None and field_name not in self.sortable_by:
+            return None
+        return super().get_ordering_field(field_name)
+
+    def get_ordering(self, request: HttpRequest, queryset: QuerySet[Any]) -> list[Any]:
+        ordering = super().get_ordering(request, queryset)
+        if not any(str(field).lstrip("-") == "created_at" for field in ordering):
+            return ["-created_at", "-pk"]
+        return ordering
 
 
 @admin.register(AuditEvent)
@@ -163,16 +83,16 @@ class AuditEventAdmin(admin.ModelAdmin):
         "tokens",
         "cost",
     )
-    list_filter = ("outcome", "stream", "fallback_used")
+    list_filter = (*SEARCH_FILTERS, "outcome", "stream", "fallback_used")
     # Facet counts would run one COUNT per filter choice over the whole table.
     show_facets = admin.ShowFacets.NEVER
-    date_hierarchy = "created_at"
+    sortable_by = ("when",)
     # Each row carries the tenant's slug, so the list never needs to join the tenant table.
     list_select_related = ()
     paginator = EstimatedCountPaginator
     show_full_result_count = False
     search_fields = ("request_id", "key_prefix")
-    search_help_text = "An exact request id or key prefix (e.g. gwk_AbCd1234)."
+    search_help_text = "An exact request id (req_…) or key prefix (gwk_…)."
     actions = None
 
     fieldsets = (
@@ -187,7 +107,7 @@ class AuditEventAdmin(admin.ModelAdmin):
                     "route",
                     "requested_model",
                     "stream",
-                    "config_version",
+                    "config_version_link",
                 )
             },
         ),
@@ -213,6 +133,9 @@ class AuditEventAdmin(admin.ModelAdmin):
         ("Response (after redaction)", {"fields": ("response_pretty",)}),
         ("Metadata", {"fields": ("metadata_pretty",)}),
     )
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return TimeOrderedChangeList
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -292,12 +215,7 @@ class AuditEventAdmin(admin.ModelAdmin):
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[AuditEvent], search_term: str
     ) -> tuple[QuerySet[AuditEvent], bool]:
-        # Exact, case-sensitive matches: the default icontains/iexact lookups wrap the
-        # column in UPPER() and cannot use the request_id index on a table this size.
-        term = search_term.strip()
-        if not term:
-            return queryset, False
-        return queryset.filter(Q(request_id=term) | Q(key_prefix=term)), False
+        return audit_search(queryset, term=search_term), False
 
     # --- columns and detail fields ---
 
@@ -337,6 +255,17 @@ class AuditEventAdmin(admin.ModelAdmin):
             return f"{obj.tenant_slug} (deleted)" if obj.tenant_slug else "—"
         url = reverse("admin:tenants_tenant_change", args=[obj.tenant_id])
         return format_html('<a href="{}">{}</a>', url, obj.tenant_slug or obj.tenant_id)
+
+    @admin.display(description="config version")
+    def config_version_link(self, obj: AuditEvent) -> str:
+        # By URL name: routing (which owns the versions) sits above audit.
+        if not obj.config_version or "/" in obj.config_version:
+            return obj.config_version or "—"
+        url = reverse("admin:routing_configversion_by_hash", args=[obj.config_version])
+        at = urlencode({"at": obj.created_at.isoformat()})
+        return format_html(
+            '<a id="audit-config-version" href="{}?{}">{}</a>', url, at, obj.config_version
+        )
 
     @admin.display(description="messages")
     def prompt_pretty(self, obj: AuditEvent) -> str:
