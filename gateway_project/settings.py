@@ -24,6 +24,7 @@ from gateway_project.lib.env import (
     envsecret,
     envstr,
 )
+from gateway_project.lib.logs import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # pytest sets PYTEST_VERSION; the gateway processes that tests start do not inherit it.
@@ -280,38 +281,7 @@ GATEWAY_LOG_FORMAT = envstr("GATEWAY_LOG_FORMAT") or ("text" if DEBUG else "json
 if GATEWAY_LOG_FORMAT not in ("json", "text"):
     raise ImproperlyConfigured("GATEWAY_LOG_FORMAT must be json or text")
 LOG_LEVEL = envstr("LOG_LEVEL", "INFO").upper()
-_console = {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False}
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {
-        "console": {"()": "gateway_project.lib.logs.formatter", "kind": GATEWAY_LOG_FORMAT}
-    },
-    "filters": {"request": {"()": "gateway_project.lib.logs.RequestContextFilter"}},
-    "handlers": {
-        "console": {
-            "class": "logging.StreamHandler",
-            "formatter": "console",
-            "filters": ["request"],
-        }
-    },
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {
-        "django.request": {"level": "ERROR"},
-        # SQL with its parameters (prompts on their way to the audit table, key hashes)
-        # at DEBUG, when DEBUG is on: never, whatever LOG_LEVEL says.
-        "django.db.backends": {"level": "INFO"},
-        # httpx logs every upstream request at INFO: one line per proxied call.
-        "httpx": {"level": "WARNING"},
-        "httpcore": {"level": "WARNING"},
-        # uvicorn's own handler (plain text) gives way to ours in its workers. Only
-        # uvicorn.error, where its lines go: naming "uvicorn" would reset its children,
-        # and uvicorn logs access lines whenever uvicorn.access finds a handler,
-        # --no-access-log or not (when wanted, its log config formats them:
-        # gateway_project/uvicorn_logging.json).
-        "uvicorn.error": _console,
-    },
-}
+LOGGING = logging_config(kind=GATEWAY_LOG_FORMAT, level=LOG_LEVEL)  # gateway_project/lib/logs.py
 # OpenTelemetry tracing (gateway_project/lib/tracing.py), on only when an OTLP endpoint is
 # set; the SDK reads its other OTEL_* variables itself (headers, service name, sampler).
 GATEWAY_TRACING = bool(

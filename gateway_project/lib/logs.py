@@ -1,7 +1,7 @@
 """Log lines as JSON (or plain text), each carrying the request it was emitted for.
 
-settings.LOGGING sends every logger through one console handler whose formatter comes
-from `formatter()` (python-json-logger's, or a plain one) and whose filter,
+settings.LOGGING (`logging_config()`) sends every logger through one console handler
+whose formatter comes from `formatter()` (python-json-logger's, or a plain one) and whose filter,
 `RequestContextFilter`, adds `request_id`, `tenant` and `route` to every record emitted
 while a request is being served: the gateway's own lines and those of any library
 (httpx, Django, uvicorn's errors) alike, since the filter sits on the handler, not on a
@@ -49,25 +49,15 @@ def open_request() -> None:
     _current.set(RequestLogContext())
 
 
-def bind_request(request_id: str) -> contextvars.Token | None:
+def bind_request(request_id: str) -> None:
     """The request now being served has this id: the context its handler opened, or a new
     one where no handler did (Django's own handlers, the test client), or where the one in
-    place belongs to an earlier request. Returns the token that `unbind()` takes to put
-    back what was there when a new one was set."""
+    place belongs to an earlier request."""
     context = _current.get()
-    token = None
     if context is None or context.request_id:
         context = RequestLogContext()
-        token = _current.set(context)
+        _current.set(context)
     context.request_id = request_id
-    return token
-
-
-def unbind(token: contextvars.Token | None) -> None:
-    """After a synchronous request (WSGI, the test client), whose thread serves others
-    next: its lines are done, and what follows must not carry its id."""
-    if token is not None:
-        _current.reset(token)
 
 
 def note(*, tenant: str | None = None, route: str | None = None) -> None:
@@ -114,3 +104,38 @@ def formatter(kind: str | None = None) -> logging.Formatter:
         # uvicorn adds its message again with terminal colours: not for a log shipper.
         reserved_attrs=[*RESERVED_ATTRS, "color_message"],
     )
+
+
+def logging_config(*, kind: str, level: str) -> dict:
+    """settings.LOGGING: every logger through one console handler, in `kind` (json or
+    text), at `level` (LOG_LEVEL)."""
+    console = {"handlers": ["console"], "level": level, "propagate": False}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"console": {"()": f"{__name__}.formatter", "kind": kind}},
+        "filters": {"request": {"()": f"{__name__}.RequestContextFilter"}},
+        "handlers": {
+            "console": {
+                "class": "logging.StreamHandler",
+                "formatter": "console",
+                "filters": ["request"],
+            }
+        },
+        "root": {"handlers": ["console"], "level": level},
+        "loggers": {
+            "django.request": {"level": "ERROR"},
+            # SQL with its parameters (prompts on their way to the audit table, key
+            # hashes) at DEBUG, when DEBUG is on: never, whatever LOG_LEVEL says.
+            "django.db.backends": {"level": "INFO"},
+            # httpx logs every upstream request at INFO: one line per proxied call.
+            "httpx": {"level": "WARNING"},
+            "httpcore": {"level": "WARNING"},
+            # uvicorn's own handler (plain text) gives way to ours in its workers. Only
+            # uvicorn.error, where its lines go: naming "uvicorn" would reset its children,
+            # and uvicorn logs access lines whenever uvicorn.access finds a handler,
+            # --no-access-log or not (when wanted, its log config formats them:
+            # gateway_project/uvicorn_logging.json).
+            "uvicorn.error": console,
+        },
+    }

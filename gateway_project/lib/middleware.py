@@ -39,11 +39,11 @@ class RequestIdMiddleware:
             return self._acall(request)
         request_id = new_request_id()
         request.request_id = request_id  # type: ignore[attr-defined]  # ours, on Django's request
-        token = logs.bind_request(request_id)
-        try:
-            response = self.get_response(request)
-        finally:
-            logs.unbind(token)
+        # Not undone on the way out: Django logs a 4xx/5xx answer after the middleware
+        # (the admin runs this synchronously, behind a sync-only middleware), and that line
+        # is the request's too.
+        logs.bind_request(request_id)
+        response = self.get_response(request)
         response["x-request-id"] = request_id
         return response
 

@@ -41,6 +41,9 @@ async def fresh_governance() -> AsyncIterator[None]:
 def log_lines() -> Iterator[Callable[[], list[dict]]]:
     """Every logger at DEBUG, written as the console handler writes them (JSON, with the
     request filter); returns a function that reads back the lines so far, parsed."""
+    # A log context of its own, as the ASGI handler opens one per request: what a request
+    # of an earlier test left in this thread (the synchronous test client) is not ours.
+    logs.open_request()
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(logs.formatter("json"))
