@@ -39,12 +39,14 @@ run: $(STAMP) .env
 # Production: uvicorn with WORKERS processes; set DATABASE_URL, REDIS_URL and SECRET_KEY.
 # exec: uvicorn replaces the recipe's shell, so the SIGTERM make forwards to its child
 # reaches uvicorn itself, which drains requests and the audit queue (a shell would die
-# and leave uvicorn orphaned).
+# and leave uvicorn orphaned). --log-config: the supervisor process, which never loads
+# Django's settings, logs in the workers' format too (GATEWAY_LOG_FORMAT).
 serve: $(STAMP)
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	exec $(BIN)/uvicorn gateway_project.asgi:application --host $${HOST:-0.0.0.0} --port $(PORT) \
 		--workers $(WORKERS) --loop uvloop --http httptools --lifespan on \
-		--timeout-graceful-shutdown $${GRACEFUL_TIMEOUT:-30} --no-access-log
+		--timeout-graceful-shutdown $${GRACEFUL_TIMEOUT:-30} --no-access-log \
+		--log-config gateway_project/uvicorn_logging.json
 
 migrate: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput

@@ -38,6 +38,21 @@ from audit.row_text import withhold
 from audit.sanitize import sanitize_row
 
 logger = logging.getLogger(__name__)
+
+
+def error_summary(exc: BaseException) -> str:
+    """A database error for a log line: its SQLSTATE and primary message only. Postgres's
+    DETAIL and CONTEXT lines, which psycopg puts in the error's text, quote the row
+    ("Failing row contains (...)", "COPY ..., column prompt: ...": a prompt), and a log
+    line must never hold one."""
+    cause = exc.__cause__ if exc.__cause__ is not None else exc
+    diag = getattr(cause, "diag", None)
+    primary = getattr(diag, "message_primary", None)
+    if primary:
+        return f"{getattr(cause, 'sqlstate', None) or '?'}: {primary}"
+    return str(exc).split("\n", 1)[0][:300]
+
+
 # SQLSTATE classes that mean the database is unavailable for now (connection exception,
 # insufficient resources, operator intervention, system error, object in use) or that the
 # same statement may succeed if retried (transaction rollback: serialization, deadlock).
@@ -183,7 +198,7 @@ def write_rows(
         if is_outage(exc):
             logger.warning("audit: %d rows not written, database away: %s", len(rows), exc)
             return Settled(outage=True)
-        logger.warning("audit batch refused (%s); isolating the bad rows", exc)
+        logger.warning("audit batch refused (%s); isolating the bad rows", error_summary(exc))
     else:
         settled.written = len(todo)
         settled.count = len(rows)
@@ -234,7 +249,9 @@ def _write_alone(fields: dict, first: Exception) -> bool | None:
         if is_outage(exc):
             return None
         error = exc
-    logger.error("audit row %s refused by the database: %s", fields.get("request_id"), error)
+    logger.error(
+        "audit row %s refused by the database: %s", fields.get("request_id"), error_summary(error)
+    )
     try:
         spool.dead_letter_append([repaired], error=repr(error))
     except OSError:

@@ -30,7 +30,7 @@ from django.test.utils import override_settings  # noqa: E402
 from django.urls import path, re_path, set_script_prefix  # noqa: E402
 
 from audit.writer import audit_writer  # noqa: E402
-from gateway_project.lib import after_response, request_body  # noqa: E402
+from gateway_project.lib import after_response, logs, request_body, tracing  # noqa: E402
 from gateway_project.lib.request_body import Receive, Send  # noqa: E402
 from routing.live.consumers import LiveTrafficConsumer  # noqa: E402
 from routing.live.feed import live_feed  # noqa: E402
@@ -72,6 +72,9 @@ class ProxyASGIHandler(ASGIHandler):
         # The body is not read here, as Django's handler would (all of it, spooled to disk
         # past 2.5 MB): the view authenticates from the headers first, then receives the
         # body up to the caller's limit (gateway_project/lib/request_body).
+        # The request's log context, opened here so that the tasks below, the work deferred
+        # until after the response and the server's own lines share it (lib/logs.py).
+        logs.open_request()
         body = request_body.PendingBody.from_scope(scope, receive)
         set_script_prefix(get_script_prefix(scope))
         request, error_response = self.create_request(
@@ -140,6 +143,9 @@ def _freeze_the_startup_heap() -> None:
 
 
 proxy_asgi_app = ProxyASGIHandler()
+# Spans exported over OTLP when an endpoint is configured; otherwise tracing stays off and
+# costs the request path nothing (gateway_project/lib/tracing.py).
+tracing.configure()
 # The live traffic page's event stream is a Channels consumer that stays open while its
 # watcher does, with the admin's session login (routing/live/consumers.py); the rest of
 # the admin, the management API and the landing page are Django's.
@@ -176,6 +182,7 @@ async def application(scope: dict[str, Any], receive: Receive, send: Send) -> No
                 await after_response.drain()  # settlements still in flight finish first
                 await audit_writer.aclose()
                 metrics_background.flush()  # the last requests' counts, before the exit
+                await asyncio.to_thread(tracing.shutdown)  # exports the spans still queued
                 await send({"type": "lifespan.shutdown.complete"})
                 return
     # /metrics too: a scraper needs no session or CSRF, and Django's full handler would run

@@ -24,6 +24,8 @@ from gateway_project.lib.env import (
     envsecret,
     envstr,
 )
+from gateway_project.lib.logs import log_settings
+from gateway_project.lib.tracing import tracing_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # pytest sets PYTEST_VERSION; the gateway processes that tests start do not inherit it.
@@ -32,6 +34,9 @@ if TESTING:
     # Tests must not depend on the developer's .env (a REDIS_URL in it would switch the
     # gateway processes they start to Redis): set here, so those processes inherit it.
     os.environ["GATEWAY_ENV_FILE"] = ""
+    # Nor on a collector the developer's shell points at: tests turn tracing on themselves.
+    for _name in [name for name in os.environ if name.startswith("OTEL_")]:
+        del os.environ[_name]
 # `make run` writes .env with a generated SECRET_KEY, so manage.py works in any terminal.
 # Real environment variables win over the file; GATEWAY_ENV_FILE names another file, or
 # none when empty.
@@ -203,6 +208,8 @@ LIVE_TRAFFIC_QUEUE_MAX = envint("LIVE_TRAFFIC_QUEUE_MAX", 1000)
 # A comment line this often keeps proxies from closing an idle stream.
 LIVE_TRAFFIC_HEARTBEAT_SECONDS = envfloat("LIVE_TRAFFIC_HEARTBEAT_SECONDS", 15.0)
 CELERY_TASK_ACKS_LATE = True
+# Workers log through LOGGING (JSON lines, like the web processes), not Celery's own format.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Billing roll-ups (billing.rollups): how often beat rebuilds the days of new ledger lines,
 # and how long a line id must have been seen before the cursor may pass it
 # (billing.rollup_cursor). Months close that many minutes after their end (billing.closing).
@@ -267,19 +274,12 @@ REST_KNOX = {
     "AUTH_HEADER_PREFIX": "Token",
 }
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
-    "loggers": {
-        "django.request": {"level": "ERROR"},
-        # httpx logs every upstream request at INFO: one line per proxied call.
-        "httpx": {"level": "WARNING"},
-        "httpcore": {"level": "WARNING"},
-    },
-}
+# --- Logs and traces ---------------------------------------------------------------------------
+# GATEWAY_LOG_FORMAT (json, or text when DEBUG is on), LOG_LEVEL and LOGGING: lib/logs.py.
+GATEWAY_LOG_FORMAT, LOG_LEVEL, LOGGING = log_settings(debug=DEBUG)
+# Tracing is on only when an OTLP endpoint is set; prompts on spans only when asked for
+# (GATEWAY_TRACE_CONTENT): lib/tracing.py.
+GATEWAY_TRACING, GATEWAY_TRACE_CONTENT = tracing_settings()
 
 # --- The gateway itself ------------------------------------------------------------------------
 # How long a process trusts its in-memory config snapshot before asking whether the

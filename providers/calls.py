@@ -35,6 +35,7 @@ from email.utils import parsedate_to_datetime
 import httpx
 import orjson
 
+from gateway_project.lib import tracing
 from providers.base import Target, UpstreamError, UpstreamStreamError
 
 _CLIENT_ERROR_TYPES = frozenset(
@@ -176,7 +177,10 @@ def upstream_request(
 ) -> httpx.Request:
     """The POST for one upstream call, built directly rather than by the client's
     `build_request` (no base URL, cookies or default headers to merge: see
-    providers.aiohttp_transport.UpstreamClient)."""
+    providers.aiohttp_transport.UpstreamClient). With tracing on, it carries the current
+    attempt's W3C `traceparent`."""
+    if tracing.ENABLED:  # the attempt's traceparent (routing/proxy/tracing.py)
+        headers = tracing.with_trace_headers(headers)
     return httpx.Request(
         "POST",
         _parsed_url(url),

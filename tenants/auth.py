@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from django.db import DatabaseError
 from django.http import HttpRequest
 
-from gateway_project.lib import errors
+from gateway_project.lib import errors, logs
 from gateway_project.lib.errors import GatewayError
 from tenants.keys import key_prefix, looks_like_key, matches
 from tenants.snapshot import KeyEntry, TenantEntry, TenantSnapshot
@@ -74,6 +74,8 @@ async def authenticate(tenancy: TenantSnapshot, request: HttpRequest) -> Caller:
     if entry.expires_at is not None and entry.expires_at <= datetime.now(UTC):
         raise errors.invalid_api_key("This API key has expired.")
     tenant = tenancy.tenants.get(entry.tenant_id)
+    if tenant is not None:
+        logs.note(tenant=tenant.slug)  # on every log line of the request from here on
     if tenant is None or not tenant.active:
         raise errors.permission_denied("This tenant is suspended.", code="tenant_suspended")
     claimed = request.headers.get("x-tenant-id")

@@ -41,11 +41,18 @@ def test_database_url() -> str:
 
 
 class GatewayProcess:
-    def __init__(self, *, workers: int = 1, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        workers: int = 1,
+        extra_env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
+    ) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.workers = workers
         self.extra_env = extra_env or {}
+        self.args = args  # more uvicorn options
         self.process: subprocess.Popen | None = None
         self.log_path = Path(settings.STATE_DIR) / f"gateway-{self.port}.log"
 
@@ -86,6 +93,7 @@ class GatewayProcess:
                 "--no-access-log",
                 "--timeout-graceful-shutdown",
                 "10",
+                *self.args,
             ],
             cwd=ROOT,
             env=self.env(),

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
 
+from gateway_project.lib import logs
 from gateway_project.lib.errors import GatewayError
 
 
@@ -17,7 +18,8 @@ def new_request_id() -> str:
 
 
 class RequestIdMiddleware:
-    """Give every request an id and echo it in `x-request-id`; the audit row carries it too.
+    """Give every request an id and echo it in `x-request-id`; the audit row and every log
+    line emitted while it is served (gateway_project/lib/logs.py) carry it too.
 
     The id is always ours (a client's own x-request-id is kept on the audit row as
     metadata), so two requests can never share one.
@@ -37,6 +39,10 @@ class RequestIdMiddleware:
             return self._acall(request)
         request_id = new_request_id()
         request.request_id = request_id  # type: ignore[attr-defined]  # ours, on Django's request
+        # Not undone on the way out: Django logs a 4xx/5xx answer after the middleware
+        # (the admin runs this synchronously, behind a sync-only middleware), and that line
+        # is the request's too.
+        logs.bind_request(request_id)
         response = self.get_response(request)
         response["x-request-id"] = request_id
         return response
@@ -44,6 +50,7 @@ class RequestIdMiddleware:
     async def _acall(self, request: HttpRequest) -> HttpResponseBase:
         request_id = new_request_id()
         request.request_id = request_id  # type: ignore[attr-defined]  # ours, on Django's request
+        logs.bind_request(request_id)  # every log line from here on carries it
         response = await self.get_response(request)
         response["x-request-id"] = request_id
         return response

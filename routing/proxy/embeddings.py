@@ -26,6 +26,7 @@ from providers.base import Target
 from providers.embeddings import dimensions_of, embedder_for, encode_vectors
 from providers.tokens import prompt_calibration
 from routing.endpoints import EMBEDDINGS, targets_serving
+from routing.proxy import tracing
 from routing.proxy.embedding_request import EmbeddingRequest, parse_embedding_request
 from routing.proxy.exchange import (
     Exchange,
@@ -129,6 +130,7 @@ async def embed(exchange: Exchange) -> dict:
 async def _answer(exchange: Exchange, embedding: EmbeddingRequest, result: dict) -> HttpResponse:
     usage = result.get("usage")
     usage_from(exchange, usage)
+    tracing.answered(exchange, result)
     exchange.completion_tokens = 0  # an embedding produces no tokens
     if not isinstance(usage, dict):
         # Some compatible servers report no usage: bill our count rather than zero.
@@ -160,7 +162,8 @@ async def _serve(exchange: Exchange, request: HttpRequest) -> HttpResponse:
     exchange.prompt = embedding.audit_prompt()
     exchange.route = resolve_route(exchange)
     exchange.route = embeddable_route(exchange.route)
-    await admit_embedding(exchange, embedding, body_bytes=len(request.body))
+    with tracing.stage(exchange, "gateway.admission"):
+        await admit_embedding(exchange, embedding, body_bytes=len(request.body))
     async with request_deadline(exchange):
         return await _answer(exchange, embedding, await embed(exchange))
 

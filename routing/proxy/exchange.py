@@ -21,6 +21,7 @@ from gateway_project.lib import after_response
 from gateway_project.lib.errors import GatewayError
 from providers.base import Price, Target, UpstreamError
 from providers.tokens import estimate_prompt_tokens, estimate_tokens, prompt_calibration
+from routing.proxy import tracing
 from routing.proxy.finished import request_finished
 from routing.proxy.request import ChatRequest
 from routing.snapshot import RouteEntry, Snapshot
@@ -53,6 +54,7 @@ class Exchange:
     metadata: dict = field(default_factory=dict)
     guard: Guard | None = None
     prompt: list | None = None  # what the row keeps as the prompt, when not chat messages
+    trace: tracing.RequestTrace | None = None  # its spans, when tracing is on (tracing.py)
 
     @property
     def request_id(self) -> str:
@@ -89,6 +91,17 @@ class Exchange:
         """The request is over: tell its watchers (finished.py), then queue its audit row."""
         row = self.audit_row(outcome=outcome, status=status, error=error)
         request_finished(row)
+        if self.trace is not None:
+            tracing.end_request(self, row)
+        logger.debug(
+            "request finished: %s %d in %d ms (%s/%s, %d attempts)",
+            outcome,
+            status,
+            row.latency_ms,
+            row.provider or "-",
+            row.model or "-",
+            row.attempts,
+        )
         if settings.AUDIT_ENABLED:
             audit_writer.record(row)
 
@@ -249,12 +262,13 @@ def settle_detached(exchange: Exchange) -> asyncio.Future:
 async def settle_exchange(exchange: Exchange) -> None:
     guard = exchange.guard
     if guard is not None and guard.admission is not None:
-        _calibrate(exchange, guard)
-        await settle(
-            guard.admission,
-            tokens=exchange.prompt_tokens + exchange.completion_tokens,
-            cost=exchange.cost,
-        )
+        with tracing.stage(exchange, "gateway.settlement"):
+            _calibrate(exchange, guard)
+            await settle(
+                guard.admission,
+                tokens=exchange.prompt_tokens + exchange.completion_tokens,
+                cost=exchange.cost,
+            )
 
 
 def _calibrate(exchange: Exchange, guard: Guard) -> None:

@@ -28,8 +28,9 @@ from typing import TypeVar
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 
-from gateway_project.lib import errors
+from gateway_project.lib import errors, logs
 from gateway_project.lib.errors import GatewayError
+from routing.proxy import tracing
 from routing.proxy.admission import admit_exchange
 from routing.proxy.caching import answer_from_cache, store_answer
 from routing.proxy.dialect import CHAT, Dialect
@@ -69,6 +70,7 @@ def resolve_route(exchange: Exchange) -> RouteEntry:
             f"This API key may not use the model or route '{route.name}'.",
             code="model_not_allowed",
         )
+    logs.note(route=route.name)  # the configured name, on every log line from here on
     if not route.targets:
         raise errors.upstream_failed(
             f"The route '{route.name}' has no enabled targets.", status=503
@@ -79,6 +81,7 @@ def resolve_route(exchange: Exchange) -> RouteEntry:
 async def _json_answer(exchange: Exchange, result: dict, dialect: Dialect) -> HttpResponse:
     usage = result.get("usage")
     usage_from(exchange, usage)
+    tracing.answered(exchange, result)
     exchange.response_text = completion_text(result)
     estimate_usage_if_missing(exchange, isinstance(usage, dict))
     response = HttpResponse(dialect.render(result), content_type="application/json")
@@ -113,7 +116,9 @@ async def serve_recorded(
 ) -> HttpResponseBase:
     """Run one endpoint's stages: however they end, one audit row and the settlement of
     what was reserved. The only place a failure becomes an answer, for every endpoint;
-    `error` renders it in the endpoint's envelope."""
+    `error` renders it in the endpoint's envelope. Its span (tracing.py) starts here and
+    ends with the audit row."""
+    tracing.start_request(exchange)
     try:
         return await serve()
     except GatewayError as exc:
@@ -158,7 +163,8 @@ async def _serve_in_dialect(
     body = await read_json_body(request, limit=body_limit(exchange.caller.key.policy))
     exchange.chat = dialect.parse(body, request)
     exchange.route = resolve_route(exchange)
-    await admit_exchange(exchange, body_bytes=len(request.body))
+    with tracing.stage(exchange, "gateway.admission"):
+        await admit_exchange(exchange, body_bytes=len(request.body))
     cached = await answer_from_cache(exchange, None if dialect is CHAT else dialect)
     if cached is not None:
         return cached

@@ -168,10 +168,13 @@ async def relay(
     seen = _Relayed()
     outcome, status, failure = "cancelled", 499, None
     char_budget = _char_budget(exchange)
+    trace = exchange.trace  # None unless tracing is on
     try:
         chunk: dict | None = first
         while chunk is not None:
             seen.take(exchange, chunk)
+            if trace is not None:
+                trace.take(chunk)
             if char_budget is not None and seen.chars > char_budget:
                 failure = _stopped_at_budget(exchange)
                 outcome, status = "rejected", 429

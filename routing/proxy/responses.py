@@ -30,6 +30,7 @@ from providers import responses as responses_api
 from providers.base import Target, UpstreamError
 from providers.registry import provider_for
 from providers.responses import ResponsesEvent
+from routing.proxy import tracing
 from routing.proxy.admission import admit_exchange
 from routing.proxy.exchange import (
     Exchange,
@@ -129,6 +130,7 @@ def _events(
 async def _json_answer(exchange: Exchange, result: dict) -> HttpResponse:
     usage = chat_usage(result.get("usage"))
     usage_from(exchange, usage)
+    tracing.answered(exchange, result)
     exchange.response_text = response_text(result)
     estimate_usage_if_missing(exchange, usage is not None)
     exchange.metadata["response_status"] = result.get("status")
@@ -164,7 +166,8 @@ async def _answer(exchange: Exchange, request: HttpRequest) -> HttpResponseBase:
     )
     exchange.chat = parsed.chat
     exchange.route = _eligible(resolve_route(exchange), parsed)
-    await admit_exchange(exchange, body_bytes=len(request.body))
+    with tracing.stage(exchange, "gateway.admission"):
+        await admit_exchange(exchange, body_bytes=len(request.body))
     async with request_deadline(exchange):
         if not parsed.chat.stream:
             return await _json_answer(exchange, await _complete(exchange, parsed))

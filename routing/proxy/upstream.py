@@ -24,6 +24,7 @@ from providers.aiohttp_transport import new_upstream_client
 from providers.base import Target, UpstreamError, UpstreamStreamError
 from providers.circuit import breaker as circuit_breaker
 from providers.registry import provider_for
+from routing.proxy import tracing
 from routing.proxy.anthropic_native import complete_native, serves_natively, stream_native
 from routing.proxy.exchange import Exchange, idle_wait_s, note_attempt
 from routing.proxy.retries import MAX_DELAY, MAX_RETRY_WAIT, may_retry, retry_budget
@@ -102,15 +103,17 @@ class _GaveUp(Exception):
 
 
 async def _attempt(
-    exchange: Exchange, target: Target, start: Callable[[Target], Awaitable[T]]
+    exchange: Exchange, target: Target, start: Callable[[Target], Awaitable[T]], index: int
 ) -> T:
-    """One target, with its retries; raises _GaveUp when done with it."""
+    """One target (the `index`-th in order), with its retries; raises _GaveUp when done
+    with it."""
     retries = 0
     retry_budget.on_attempt(target.key)
     while True:
         started = time.perf_counter()
         try:
-            result = await start(target)
+            with tracing.attempt(exchange, target, index=index, number=retries + 1):
+                result = await start(target)
         except UpstreamError as exc:
             note_attempt(exchange, target, started, exc)
             await circuit_breaker.record(target, ok=False, kind=exc.kind)
@@ -139,11 +142,12 @@ async def _hedged(
     second: Target,
     start: Callable[[Target], Awaitable[T]],
     delay: float,
+    index: int,
 ) -> tuple[Target, T] | None:
-    """Start `second` if `first` has not answered after `delay`; keep whichever answers
-    first and cancel the other. None when `first` finished (badly) before the delay, so
-    the caller goes on as without hedging."""
-    tasks = {asyncio.ensure_future(_attempt(exchange, first, start)): first}
+    """Start `second` if `first` (the `index`-th target) has not answered after `delay`;
+    keep whichever answers first and cancel the other. None when `first` finished (badly)
+    before the delay, so the caller goes on as without hedging."""
+    tasks = {asyncio.ensure_future(_attempt(exchange, first, start, index)): first}
     done, _ = await asyncio.wait(tasks, timeout=delay)
     if done:
         task = done.pop()
@@ -154,7 +158,7 @@ async def _hedged(
                 raise
             return None
     if await circuit_breaker.allow(second):
-        tasks[asyncio.ensure_future(_attempt(exchange, second, start))] = second
+        tasks[asyncio.ensure_future(_attempt(exchange, second, start, index + 1))] = second
         exchange.metadata["hedged"] = True
     last: _GaveUp | None = None
     pending = set(tasks)
@@ -221,13 +225,13 @@ async def try_targets(exchange: Exchange, start: Callable[[Target], Awaitable[T]
         try:
             if route.hedge_after_ms is not None and index < len(ordered):
                 outcome = await _hedged(
-                    exchange, target, ordered[index], start, route.hedge_after_ms / 1000
+                    exchange, target, ordered[index], start, route.hedge_after_ms / 1000, index - 1
                 )
                 if outcome is None:
                     continue  # the first failed before the hedge delay: next in line
                 target, result = outcome
             else:
-                result = await _attempt(exchange, target, start)
+                result = await _attempt(exchange, target, start, index - 1)
         except _GaveUp as gave_up:
             last = gave_up.error
             if gave_up.fatal:
