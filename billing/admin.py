@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
-from django.db.models import Field, Model, QuerySet
+from django.db.models import Field, QuerySet
 from django.http import HttpRequest
 
 from billing import terms_admin  # noqa: F401  (registers the commercial terms' admin)
@@ -39,7 +39,7 @@ from billing.services import (
     rate_limit_delete,
     rate_limit_update,
 )
-from gateway_project.lib.admin_writes import adopt, stored
+from gateway_project.lib.admin_writes import ReadOnlyAdmin, adopt, stored
 
 if TYPE_CHECKING:
     from django.contrib.admin.options import _FieldOpts
@@ -269,7 +269,7 @@ class RateLimitAdmin(ScopedLimitAdmin):
 
 
 @admin.register(BudgetAlert)
-class BudgetAlertAdmin(admin.ModelAdmin):
+class BudgetAlertAdmin(ReadOnlyAdmin):
     """Threshold crossings, recorded by the proxy's settlement: a record, never edited."""
 
     list_display = (
@@ -291,15 +291,6 @@ class BudgetAlertAdmin(admin.ModelAdmin):
         "emailed_at",
     )  # fmt: skip
     readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
 
     @admin.display(description="threshold", ordering="threshold")
     def threshold_percent(self, obj: BudgetAlert) -> str:

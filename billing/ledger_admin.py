@@ -10,6 +10,7 @@ from django.http import HttpRequest
 
 from billing.models import PriceVersion, UsageLine
 from billing.services import price_version_create
+from gateway_project.lib.admin_writes import ReadOnlyAdmin
 from gateway_project.lib.paginator import EstimatedCountPaginator
 
 
@@ -54,7 +55,7 @@ class PriceVersionAdmin(admin.ModelAdmin):
 
 
 @admin.register(UsageLine)
-class UsageLineAdmin(admin.ModelAdmin):
+class UsageLineAdmin(ReadOnlyAdmin):
     list_display = (
         "created_at", "request_id", "tenant_slug", "key_prefix", "route", "model",
         "total_tokens", "cost_usd", "outcome",
@@ -66,12 +67,3 @@ class UsageLineAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None) -> list[str]:
         return [field.name for field in UsageLine._meta.fields]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False

@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
-from django.db.models import Model, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -31,6 +31,7 @@ from audit.admin.filters import SEARCH_FILTERS
 from audit.models import AuditEvent
 from audit.selectors import audit_backlog, audit_dead_letter_list, audit_search
 from audit.services import audit_dead_letters_replay
+from gateway_project.lib.admin_writes import ReadOnlyAdmin
 from gateway_project.lib.paginator import EstimatedCountPaginator
 
 _DEAD_LETTERS_SHOWN = 200
@@ -68,7 +69,7 @@ class TimeOrderedChangeList(ChangeList):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyAdmin):
     """Strictly read-only: rows are written by the gateway and kept as evidence."""
 
     list_display = (
@@ -136,15 +137,6 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return TimeOrderedChangeList
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
 
     # --- dead letters: rows the database refused, kept in a file (audit/spool.py) ---
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
+from django.contrib import admin
 from django.db.models import Model
 from django.forms import BaseModelFormSet
+from django.http import HttpRequest
 
 M = TypeVar("M", bound=Model)
 
@@ -55,3 +57,17 @@ def save_inline(
         update(stored(obj), obj)
     for obj in formset.new_objects:
         adopt(obj, create(obj))
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """An admin for rows nobody edits by hand (written by the proxy, a task or a service):
+    its pages may be viewed, never added to, changed or deleted."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
